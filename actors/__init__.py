@@ -1,0 +1,1 @@
+"""Ray actors and the pure engines they wrap."""

@@ -1,0 +1,414 @@
+"""IngestActor: source -> validated, sequenced, per-shard columnar batches -> detector shards.
+
+The data path never makes a Ray call per tick: rows are grouped by shard and shipped as one
+`TradeBatch` per shard every `batch_max_ms` or `batch_max_rows`. Each shard has at most
+`max_inflight_per_shard` unacknowledged batches (backpressure reaches the source through a
+bounded queue).
+
+Error policy: bad rows are dropped with a counted reason (`unknown_symbol`, `bad_price`);
+a crashed shard is waited for, asked for the last ingest `seq` its restored checkpoint covers,
+and sent every retained row after it, so nothing it would have seen is lost. Rows that had to
+be evicted from the retention window before the shard's checkpoint covered them are counted as
+`lost_on_restart`. `CancelledError` always propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+
+from actors.routing import shard_index
+from actors.sources import Batch, ReplaySource, Source, SyntheticSource, synthetic_start_ms
+from config.settings import Settings
+from schemas.batches import BarBatch, TradeBatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShardLane:
+    """Per-shard send state: pending rows, refs in flight, retained batches for recovery."""
+
+    handle: Any
+    pending: list[Batch] = field(default_factory=list)
+    pending_rows: int = 0
+    pending_since: float = 0.0
+    in_flight: deque[tuple[Any, Batch]] = field(default_factory=deque)
+    retained: deque[Batch] = field(default_factory=deque)
+    retained_rows: int = 0
+    checkpoint_seq: int = -1
+    last_ack: dict[str, Any] = field(default_factory=dict)
+    restarts: int = 0
+
+
+def _seqs(batch: Batch) -> np.ndarray:
+    return batch.seq
+
+
+class IngestEngine:
+    """The batching/routing/recovery logic; shard handles are injected (fakes in unit tests)."""
+
+    def __init__(self, settings: Settings, shards: Sequence[Any], universe: Any = None) -> None:
+        self._cfg = settings.ingest
+        self._lanes = [ShardLane(h) for h in shards]
+        self._universe = universe
+        self._allowed: np.ndarray | None = None
+        self._allowed_version = -1
+        self._seq = 0
+        self.rejected: Counter[str] = Counter()
+        self.rows_in = 0
+        self.rows_sent = 0
+        self.batches_sent = 0
+        self.events = 0
+        self.last_event_ms = 0
+        self.lost_on_restart = 0
+
+    # -- filtering ---------------------------------------------------------------------------
+
+    async def refresh_universe(self) -> None:
+        """Fetch the subscription set when its version changed."""
+        if self._universe is None or self._cfg.accept_unknown_symbols:
+            return
+        version, tickers = await self._universe.subscription_set()
+        if version != self._allowed_version:
+            self._allowed = np.asarray(sorted(tickers), dtype="<U12")
+            self._allowed_version = version
+
+    def _filter(self, batch: Batch) -> Batch:
+        n = len(batch)
+        keep = np.ones(n, dtype=bool)
+        prices = batch.p if isinstance(batch, TradeBatch) else batch.c
+        bad = ~np.isfinite(prices) | (prices <= 0) | (prices > self._cfg.max_price)
+        if bad.any():
+            self.rejected["bad_price"] += int(bad.sum())
+            keep &= ~bad
+        if self._allowed is not None:
+            unknown = ~np.isin(batch.sym, self._allowed) & keep
+            if unknown.any():
+                self.rejected["unknown_symbol"] += int(unknown.sum())
+                keep &= ~unknown
+        return batch if keep.all() else batch.take(keep)
+
+    def _sequence(self, batch: Batch) -> Batch:
+        seq = np.arange(self._seq, self._seq + len(batch), dtype=np.int64)
+        self._seq += len(batch)
+        if isinstance(batch, TradeBatch):
+            return TradeBatch(batch.sym, batch.t, batch.p, batch.s, batch.flags, seq)
+        return BarBatch(
+            batch.sym, batch.start, batch.end, batch.o, batch.h, batch.l, batch.c, batch.v,
+            batch.vw, seq,
+        )
+
+    # -- routing and sending -----------------------------------------------------------------
+
+    async def accept(self, batch: Batch) -> None:
+        """Validate, sequence and route one source batch; ship full lanes."""
+        self.rows_in += len(batch)
+        batch = self._filter(batch)
+        if not len(batch):
+            return
+        batch = self._sequence(batch)
+        times = batch.t if isinstance(batch, TradeBatch) else batch.end
+        self.last_event_ms = max(self.last_event_ms, int(times.max()))
+        idx = shard_index(batch.sym, len(self._lanes))
+        now = time.monotonic()
+        for k in np.unique(idx).tolist():
+            part = batch.take(idx == k) if len(self._lanes) > 1 else batch
+            lane = self._lanes[k]
+            if not lane.pending:
+                lane.pending_since = now
+            lane.pending.append(part)
+            lane.pending_rows += len(part)
+            if lane.pending_rows >= self._cfg.batch_max_rows:
+                await self._ship(k)
+
+    async def flush_due(self, force: bool = False) -> None:
+        """Ship lanes whose oldest pending row waited `batch_max_ms` (or all, if forced)."""
+        now = time.monotonic()
+        max_age = self._cfg.batch_max_ms / 1000
+        for k, lane in enumerate(self._lanes):
+            if lane.pending and (force or now - lane.pending_since >= max_age):
+                await self._ship(k)
+
+    async def _ship(self, k: int) -> None:
+        lane = self._lanes[k]
+        items, lane.pending, lane.pending_rows = lane.pending, [], 0
+        for batch in _coalesce(items, self._cfg.batch_max_rows):
+            await self._send(k, batch)
+
+    async def _send(self, k: int, batch: Batch) -> None:
+        lane = self._lanes[k]
+        while len(lane.in_flight) >= self._cfg.max_inflight_per_shard:
+            await self._await_oldest(k)
+        self._retain(lane, batch)
+        lane.in_flight.append((self._call(lane, batch), batch))
+        self.rows_sent += len(batch)
+        self.batches_sent += 1
+
+    @staticmethod
+    def _call(lane: ShardLane, batch: Batch) -> Any:
+        if isinstance(batch, TradeBatch):
+            return lane.handle.send_trades(batch)
+        return lane.handle.send_bars(batch)
+
+    def _retain(self, lane: ShardLane, batch: Batch) -> None:
+        if self._cfg.retain_rows_per_shard == 0:
+            return
+        lane.retained.append(batch)
+        lane.retained_rows += len(batch)
+        while lane.retained_rows > self._cfg.retain_rows_per_shard and len(lane.retained) > 1:
+            old = lane.retained.popleft()
+            lane.retained_rows -= len(old)
+            if int(_seqs(old)[-1]) > lane.checkpoint_seq:
+                self.rejected["retention_overflow"] += len(old)
+
+    def _trim(self, lane: ShardLane) -> None:
+        while lane.retained and int(_seqs(lane.retained[0])[-1]) <= lane.checkpoint_seq:
+            lane.retained_rows -= len(lane.retained.popleft())
+
+    async def _await_oldest(self, k: int) -> None:
+        lane = self._lanes[k]
+        ref, _batch = lane.in_flight[0]
+        try:
+            ack = await ref
+        except ray.exceptions.RayActorError:
+            await self._recover(k)
+            return
+        lane.in_flight.popleft()
+        self._on_ack(lane, ack)
+
+    def _on_ack(self, lane: ShardLane, ack: dict[str, Any]) -> None:
+        lane.last_ack = dict(ack)
+        self.events += int(ack.get("events", 0))
+        cp = int(ack.get("checkpoint_seq", -1))
+        if cp > lane.checkpoint_seq:
+            lane.checkpoint_seq = cp
+            self._trim(lane)
+
+    async def drain(self) -> None:
+        """Wait for every batch in flight."""
+        for k, lane in enumerate(self._lanes):
+            while lane.in_flight:
+                await self._await_oldest(k)
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    async def _recover(self, k: int) -> None:
+        """Wait for a restarted shard, then re-send what its checkpoint does not cover."""
+        lane = self._lanes[k]
+        lane.restarts += 1
+        lane.in_flight.clear()
+        log.warning("detector shard %d failed; waiting for its restart", k)
+        while not await lane.handle.ping():
+            await asyncio.sleep(0.2)
+        last = await lane.handle.last_seq()
+        first_retained = int(_seqs(lane.retained[0])[0]) if lane.retained else None
+        if first_retained is not None and first_retained > last + 1:
+            self.lost_on_restart += first_retained - last - 1
+        lane.checkpoint_seq = last
+        resend = [b for b in lane.retained if int(_seqs(b)[-1]) > last]
+        lane.retained.clear()
+        lane.retained_rows = 0
+        log.warning("shard %d back at seq %d; re-sending %d batches", k, last, len(resend))
+        for batch in resend:
+            rows = batch.take(_seqs(batch) > last)
+            self._retain(lane, rows)
+            try:
+                ack = await self._call(lane, rows)
+            except ray.exceptions.RayActorError:
+                await self._recover(k)
+                return
+            self._on_ack(lane, ack)
+
+    async def finish(self) -> list[dict[str, Any]]:
+        """End of data: ship everything, wait for acks, let shards finalize pending bars."""
+        await self.flush_due(force=True)
+        await self.drain()
+        return [await lane.handle.flush() for lane in self._lanes]
+
+    def lane_stats(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "in_flight": len(lane.in_flight),
+                "retained_rows": lane.retained_rows,
+                "checkpoint_seq": lane.checkpoint_seq,
+                "restarts": lane.restarts,
+                "last_ack": lane.last_ack,
+            }
+            for lane in self._lanes
+        ]
+
+
+def _coalesce(items: list[Batch], max_rows: int) -> list[Batch]:
+    """Join consecutive batches of the same kind, then cut into pieces of <= max_rows."""
+    out: list[Batch] = []
+    run: list[Batch] = []
+    for item in [*items, None]:
+        if run and (item is None or type(item) is not type(run[0])):
+            joined = type(run[0]).concat(run)  # type: ignore[arg-type]
+            out.extend(joined.take(slice(i, i + max_rows)) for i in range(0, len(joined), max_rows))
+            run = []
+        if item is not None:
+            run.append(item)
+    return out
+
+
+class IngestActor:
+    """Async Ray actor: runs a source through an `IngestEngine` until stopped or done."""
+
+    def __init__(self, settings: Settings, shards: Sequence[Any], universe: Any) -> None:
+        self._settings = settings
+        self._engine = IngestEngine(settings, shards, universe)
+        self._universe = universe
+        self._source: Source | None = None
+        self._state = "created"
+        self._error = ""
+        self._started_at = 0.0
+        self._done = asyncio.Event()
+        self._rate = RateMeter()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=8)
+
+    def _make_source(self) -> Source:
+        cfg = self._settings.ingest
+        if cfg.source == "replay":
+            return ReplaySource(cfg.replay_files, cfg.speed, cfg.loop)
+        if cfg.source == "polygon":
+            from actors.polygon_source import PolygonSource
+
+            return PolygonSource(self._settings, self._universe)
+        return SyntheticSource(
+            self._synthetic_tickers(), cfg.synthetic_rate, cfg.synthetic_seed,
+            synthetic_start_ms(cfg, int(time.time() * 1000)),
+        )
+
+    def _synthetic_tickers(self) -> list[str]:
+        from actors.universe import load_named_universes
+
+        core = sorted(load_named_universes(self._settings.universe)["CORE"])
+        n = self._settings.ingest.synthetic_tickers
+        return core[:n] if n else core
+
+    async def start(self) -> str:
+        """Start the source and the send loop (idempotent)."""
+        if self._state in ("running", "done"):
+            return self._state
+        try:
+            self._source = self._make_source()
+        except (OSError, ValueError) as e:
+            self._state, self._error = "error", str(e)
+            raise
+        await self._engine.refresh_universe()
+        self._state = "running"
+        self._started_at = time.monotonic()
+        for coro in (self._produce(), self._consume(), self._refresh_loop()):
+            task = asyncio.get_running_loop().create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return self._state
+
+    async def _produce(self) -> None:
+        assert self._source is not None
+        try:
+            async for batch in self._source.batches():
+                await self._queue.put(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("source %s failed", self._source.name)
+            self._state, self._error = "error", f"{type(e).__name__}: {e}"
+        await self._queue.put(None)
+
+    async def _consume(self) -> None:
+        wait_s = self._settings.ingest.batch_max_ms / 1000
+        while True:
+            try:
+                item = await asyncio.wait_for(self._queue.get(), wait_s)
+            except TimeoutError:
+                await self._engine.flush_due()
+                continue
+            if item is None:
+                break
+            before = self._engine.rows_in
+            await self._engine.accept(item)
+            self._rate.add(self._engine.rows_in - before)
+            await self._engine.flush_due()
+        await self._engine.finish()
+        if self._state == "running":
+            self._state = "done"
+        self._done.set()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                await self._engine.refresh_universe()
+            except ray.exceptions.RayActorError:
+                log.warning("universe coordinator unavailable; keeping the last subscription set")
+
+    async def wait_done(self, timeout_s: float | None = None) -> bool:
+        """True once a finite source (replay) has been fully delivered and flushed."""
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        if self._source is not None:
+            await self._source.close()
+        for task in list(self._tasks):
+            task.cancel()
+        self._state = "stopped"
+
+    async def stats(self) -> dict[str, Any]:
+        e = self._engine
+        return {
+            "state": self._state,
+            "error": self._error,
+            "source": self._settings.ingest.source,
+            "rows_in": e.rows_in,
+            "rows_sent": e.rows_sent,
+            "batches_sent": e.batches_sent,
+            "avg_batch_rows": round(e.rows_sent / e.batches_sent, 1) if e.batches_sent else 0,
+            "ticks_per_s": round(self._rate.rate(), 1),
+            "events": e.events,
+            "last_event_ms": e.last_event_ms,
+            "lag_ms": max(0, int(time.time() * 1000) - e.last_event_ms) if e.last_event_ms else None,
+            "rejected": dict(e.rejected),
+            "lost_on_restart": e.lost_on_restart,
+            "shards": e.lane_stats(),
+            "source_stats": self._source.stats() if self._source is not None else {},
+            "uptime_s": round(time.monotonic() - self._started_at, 1) if self._started_at else 0,
+        }
+
+    async def ping(self) -> str:
+        return "ok"
+
+
+class RateMeter:
+    """Rows per second over a sliding window of wall time (status display only)."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self._window = window_s
+        self._marks: deque[tuple[float, int]] = deque()
+
+    def add(self, rows: int) -> None:
+        now = time.monotonic()
+        self._marks.append((now, rows))
+        while self._marks and now - self._marks[0][0] > self._window:
+            self._marks.popleft()
+
+    def rate(self) -> float:
+        if len(self._marks) < 2:
+            return 0.0
+        span = max(time.monotonic() - self._marks[0][0], 1e-3)
+        return sum(r for _, r in self._marks) / span

@@ -1,0 +1,228 @@
+"""The priority queue between detector shards and the gateway.
+
+Pure core (`PriorityEventQueue`): a bounded heap ordered by (priority, arrival); lower number
+first, FIFO within a priority so a ticker's events keep their order. Drops are counted per
+reason: `full`, `near_full` (only priority-1 events are admitted above the near-full ratio),
+`stale` (waited longer than the maximum residency), `duplicate` (an event id seen before:
+shards replay after a restart, and ids are deterministic).
+
+Error policy: `put` never raises on bad events; it counts them (`invalid`). `collect` returns
+what is there (possibly nothing) after at most `timeout_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from actors.sessions import SessionClock
+from config.constants import INDEX_ETFS
+from config.settings import QueueConfig, Settings
+from schemas.api import Collected
+from schemas.events import Event, MarketSession, ShardOutput
+
+KIND_PRIORITY = {"high": 2, "low": 2, "surge": 3, "trend": 3}
+DEFAULT_PRIORITY = 4
+DEDUPE_IDS = 500_000  # event ids remembered for duplicate suppression
+
+
+class PriorityEventQueue:
+    """Bounded priority queue of events; pure (the clock is injected for residency)."""
+
+    def __init__(self, config: QueueConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self._cfg = config
+        self._clock = clock
+        self._heap: list[tuple[int, int, float, Event]] = []
+        self._arrival = itertools.count()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._sessions = SessionClock()
+        self.dropped: Counter[str] = Counter()
+        self.accepted = 0
+        self.delivered = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def priority(self, event: Event) -> int:
+        """1 for index ETFs in the first minutes of REGULAR, else by kind."""
+        if event.ticker in INDEX_ETFS:
+            info = self._sessions.session_at(event.time)
+            window_ms = self._cfg.index_etf_window_min * 60_000
+            if info.session is MarketSession.REGULAR and event.time < info.open_ms + window_ms:
+                return 1
+        return KIND_PRIORITY.get(event.kind, DEFAULT_PRIORITY)
+
+    def _is_duplicate(self, event_id: str) -> bool:
+        if event_id in self._seen:
+            return True
+        self._seen[event_id] = None
+        if len(self._seen) > DEDUPE_IDS:
+            self._seen.popitem(last=False)
+        return False
+
+    def put(self, events: Iterable[Event]) -> int:
+        """Admit events; return how many were accepted."""
+        accepted = 0
+        limit = self._cfg.max_size
+        near_full = int(limit * self._cfg.near_full_ratio)
+        now = self._clock()
+        for event in events:
+            if not isinstance(event, Event):
+                self.dropped["invalid"] += 1
+                continue
+            if self._is_duplicate(event.id):
+                self.dropped["duplicate"] += 1
+                continue
+            prio = self.priority(event)
+            size = len(self._heap)
+            if size >= limit:
+                self.dropped["full"] += 1
+                continue
+            if size >= near_full and prio > 1:
+                self.dropped["near_full"] += 1
+                continue
+            heapq.heappush(self._heap, (prio, next(self._arrival), now, event))
+            accepted += 1
+        self.accepted += accepted
+        return accepted
+
+    def pop(self, max_events: int) -> list[Event]:
+        """Up to `max_events` events in priority order; stale ones are dropped and counted."""
+        out: list[Event] = []
+        max_age_s = self._cfg.max_event_age_ms / 1000
+        now = self._clock()
+        while self._heap and len(out) < max_events:
+            _, _, enqueued, event = heapq.heappop(self._heap)
+            if now - enqueued > max_age_s:
+                self.dropped["stale"] += 1
+                continue
+            out.append(event)
+        self.delivered += len(out)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "depth": len(self._heap),
+            "accepted": self.accepted,
+            "delivered": self.delivered,
+            "dropped": dict(self.dropped),
+        }
+
+
+class PriorityQueueActor:
+    """Async actor around `PriorityEventQueue`; merges shard analytics and watermarks.
+
+    Shards call `put`; the gateway pulls with `collect` (pull = backpressure). Events and
+    analytics are forwarded in batches to the persistence actor when one is attached.
+    """
+
+    def __init__(self, settings: Settings, persistence: Any = None) -> None:
+        from actors.analytics import MarketAnalytics
+
+        self._settings = settings
+        self._queue = PriorityEventQueue(settings.queue)
+        self._analytics = MarketAnalytics(settings.detection.analytics)
+        self._sessions = SessionClock()
+        self._watermarks: dict[int, int] = {}
+        self._has_data = asyncio.Event()
+        self._persistence = persistence
+        self._to_persist: list[Event] = []
+        self._puts = 0
+        self._rows = 0
+        self._rejected: Counter[str] = Counter()
+        self._session_key: tuple[str, str] | None = None
+        self._persist_task: asyncio.Task[None] | None = None
+        if persistence is not None:
+            self._persist_task = asyncio.get_running_loop().create_task(self._persist_loop())
+
+    @property
+    def watermark(self) -> int:
+        return max(self._watermarks.values(), default=0)
+
+    async def put(self, output: ShardOutput) -> int:
+        """Admit one shard output (events, analytics delta, watermark)."""
+        self._puts += 1
+        self._rows += output.rows
+        self._rejected.update(output.rejected)
+        prev = self._watermarks.get(output.shard, 0)
+        self._watermarks[output.shard] = max(prev, output.watermark)
+        self._roll_session()
+        if output.analytics:
+            self._analytics.merge(output.analytics)
+        accepted = self._queue.put(output.events)
+        if output.events:
+            self._analytics.on_events(output.events)
+            if self._persistence is not None:
+                self._to_persist.extend(output.events)
+        if accepted:
+            self._has_data.set()
+        return accepted
+
+    def _roll_session(self) -> None:
+        wm = self.watermark
+        if not wm:
+            return
+        key = self._sessions.session_at(wm).key
+        if key != self._session_key:
+            if self._session_key is not None:
+                self._analytics.reset_session(key)
+            self._session_key = key
+
+    async def collect(self, max_events: int = 1000, timeout_s: float = 0.5) -> Collected:
+        """Events in priority order (waits up to `timeout_s` when empty) plus market state."""
+        if not len(self._queue):
+            self._has_data.clear()
+            try:
+                await asyncio.wait_for(self._has_data.wait(), timeout_s)
+            except TimeoutError:
+                pass
+        events = self._queue.pop(max_events)
+        wm = self.watermark
+        info = self._sessions.session_at(wm) if wm else None
+        return Collected(
+            events=events,
+            watermark=wm,
+            session=info.session.value if info else MarketSession.CLOSED.value,
+            session_date=info.date.isoformat() if info else "",
+            analytics=self._analytics.snapshot(wm) if wm else {},
+            dropped=dict(self._queue.dropped),
+        )
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            **self._queue.stats(),
+            "puts": self._puts,
+            "rows": self._rows,
+            "watermark": self.watermark,
+            "rejected": dict(self._rejected),
+            "pending_persist": len(self._to_persist),
+        }
+
+    async def session_counts(self) -> dict[str, Any]:
+        """Per-ticker counts of the current session (for notebooks and persistence)."""
+        return self._analytics.per_ticker_counts()  # type: ignore[no-any-return]
+
+    async def _persist_loop(self) -> None:
+        interval = self._settings.storage.flush_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            if not self._to_persist:
+                continue
+            batch, self._to_persist = self._to_persist, []
+            try:
+                await self._persistence.put_events.remote(batch)
+            except Exception:  # the persistence actor counts its own drops; keep going
+                self._rejected["persist_call_failed"] += len(batch)
+
+    async def ping(self) -> str:
+        return "ok"
+
+
+def drain_outputs(outputs: Iterable[ShardOutput]) -> list[Event]:
+    """All events of several outputs, in order (test and offline helper)."""
+    return [e for o in outputs for e in o.events]

@@ -1,0 +1,1 @@
+"""Composition root, CLI, replay server and deployment files."""

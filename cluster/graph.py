@@ -1,0 +1,172 @@
+"""The composition root: the one place that applies `ray.remote` and builds the actor graph.
+
+    source -> IngestActor -> DetectorShard[0..N-1] -> PriorityQueueActor -> GatewayActor
+                  ^                                        |
+           UniverseCoordinator                      PersistenceActor
+
+Every actor is named in the `tickstock` namespace (created with `get_if_exists=True`), so a
+notebook attaches with `ray.init(address="auto", namespace="tickstock")` and `ray.get_actor`.
+I/O actors take no CPU; shards take `shards.num_cpus`. Shards restart without limit and
+restore their checkpoint; the gateway and queue restart too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from actors.detector_shard import DetectorShard
+from actors.handles import CheckpointSink, QueueSink, ShardHandle, UniverseHandle
+from actors.ingest import IngestActor
+from actors.priority_queue import PriorityQueueActor
+from actors.universe import UniverseCoordinatorActor
+from config import constants as C
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ShardActor(DetectorShard):
+    """The Ray-side constructor: wraps handles and detects a restart."""
+
+    def __init__(self, shard: int, settings: Settings, queue: Any, persistence: Any) -> None:
+        restored = ray.get_runtime_context().was_current_actor_reconstructed
+        super().__init__(
+            shard, settings, QueueSink(queue),
+            CheckpointSink(persistence) if persistence is not None else None,
+            restored=restored,
+        )
+
+
+class IngestRayActor(IngestActor):
+    """The Ray-side constructor: wraps shard and universe actors in handles."""
+
+    def __init__(self, settings: Settings, shards: list[Any], universe: Any) -> None:
+        super().__init__(
+            settings, [ShardHandle(i, a) for i, a in enumerate(shards)], UniverseHandle(universe)
+        )
+
+
+@dataclass
+class Graph:
+    """Handles of a running actor graph."""
+
+    settings: Settings
+    universe: Any
+    queue: Any
+    shards: list[Any]
+    ingest: Any
+    persistence: Any = None
+    gateway: Any = None
+    url: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def all_actors(self) -> list[Any]:
+        actors = [self.ingest, *self.shards, self.queue, self.universe]
+        return [a for a in (*actors, self.persistence, self.gateway) if a is not None]
+
+
+def init_ray(settings: Settings) -> None:
+    """Start a local Ray (default) or attach to a cluster (`--ray-address`)."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled" if not settings.cluster.ray_address else "token")
+    kwargs: dict[str, Any] = {
+        "namespace": settings.cluster.namespace,
+        "log_to_driver": True,
+        "logging_level": logging.WARNING,
+    }
+    if settings.cluster.ray_address:
+        ray.init(address=settings.cluster.ray_address, **kwargs)
+        return
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        num_cpus=settings.cluster.num_cpus or None,
+        object_store_memory=settings.cluster.object_store_mb * 2**20,
+        **kwargs,
+    )
+
+
+def _opts(name: str, settings: Settings, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": settings.cluster.namespace,
+        "get_if_exists": True,
+        "num_cpus": 0,
+        **extra,
+    }
+
+
+def build_graph(settings: Settings, *, start_gateway: bool = True) -> Graph:
+    """Create (or attach to) every actor of the graph and start the ingest."""
+    persistence = _make_persistence(settings)
+    universe = ray.remote(UniverseCoordinatorActor).options(  # type: ignore[attr-defined]
+        **_opts(C.UNIVERSE_ACTOR, settings, max_restarts=-1)
+    ).remote(settings, _make_user_store(settings))
+    queue = ray.remote(PriorityQueueActor).options(  # type: ignore[attr-defined]
+        **_opts(C.PRIORITY_QUEUE_ACTOR, settings, max_restarts=-1, max_concurrency=1000)
+    ).remote(settings, persistence)
+    shard_cls = ray.remote(ShardActor)
+    shards = [
+        shard_cls.options(**_opts(
+            f"{C.SHARD_ACTOR_PREFIX}{i}", settings, max_restarts=settings.shards.max_restarts,
+            num_cpus=settings.shards.num_cpus,
+        )).remote(i, settings, queue, persistence)
+        for i in range(settings.shards.count)
+    ]
+    ingest = ray.remote(IngestRayActor).options(  # type: ignore[attr-defined]
+        **_opts(C.INGEST_ACTOR, settings, max_restarts=0)
+    ).remote(settings, shards, universe)
+    graph = Graph(settings, universe, queue, shards, ingest, persistence)
+    ray.get([a.ping.remote() for a in graph.all_actors()])
+    if start_gateway:
+        graph.gateway, graph.url = _start_gateway(settings, graph)
+    return graph
+
+
+def start_ingest(graph: Graph) -> str:
+    """Start the source (raises with a clear message when it cannot start)."""
+    return str(ray.get(graph.ingest.start.remote()))
+
+
+def _make_persistence(settings: Settings) -> Any:
+    from actors.persistence import PersistenceActor
+
+    return ray.remote(PersistenceActor).options(  # type: ignore[attr-defined]
+        **_opts(C.PERSISTENCE_ACTOR, settings, max_restarts=-1, max_concurrency=100)
+    ).remote(settings)
+
+
+def _make_user_store(settings: Settings) -> Any:
+    return None  # the coordinator opens its own store from settings when storage is enabled
+
+
+def _start_gateway(settings: Settings, graph: Graph) -> tuple[Any, str]:
+    from gateway.actor import GatewayActor
+
+    gateway = ray.remote(GatewayActor).options(  # type: ignore[attr-defined]
+        **_opts(C.GATEWAY_ACTOR, settings, max_restarts=-1)
+    ).remote(settings, graph.queue, graph.universe, graph.ingest)
+    host, port = ray.get(gateway.ready.remote())
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return gateway, f"http://{shown}:{port}"
+
+
+def shutdown_graph(graph: Graph) -> None:
+    """Stop the ingest cleanly, then kill every actor of the graph."""
+    try:
+        ray.get(graph.ingest.stop.remote(), timeout=5)
+    except Exception:  # already gone; we are tearing down anyway
+        log.debug("ingest stop failed during shutdown", exc_info=True)
+    if graph.gateway is not None:
+        try:
+            ray.get(graph.gateway.stop.remote(), timeout=5)
+        except Exception:
+            log.debug("gateway stop failed during shutdown", exc_info=True)
+    for actor in graph.all_actors():
+        ray.kill(actor, no_restart=True)

@@ -1,0 +1,1 @@
+"""Settings, constants, logging and the core universe."""

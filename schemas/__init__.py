@@ -1,0 +1,1 @@
+"""Messages: Polygon wire frames, internal batches and events, API payloads, ORM tables."""
