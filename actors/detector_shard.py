@@ -106,10 +106,10 @@ class DetectorShard:
         if self._checkpoints is None:
             return -1
         seq = self._engine.last_seq
-        self._checkpoints.save(self.shard, seq, self._engine.watermark, self._engine.snapshot())
-        self._checkpoint_seq = seq
         self._last_checkpoint = time.monotonic()
-        return seq
+        if self._checkpoints.save(self.shard, seq, self._engine.watermark, self._engine.snapshot()):
+            self._checkpoint_seq = seq  # only a durable checkpoint lets the ingest trim rows
+        return self._checkpoint_seq
 
     def _restore(self) -> None:
         found = self._checkpoints.load_latest(self.shard)

@@ -43,12 +43,16 @@ class CheckpointSink:
     def __init__(self, actor: Any) -> None:
         self._actor = actor
 
-    def save(self, shard: int, last_seq: int, watermark: int, blob: bytes) -> None:
-        ray.get(self._actor.save_checkpoint.remote(shard, last_seq, watermark, blob))
+    def save(self, shard: int, last_seq: int, watermark: int, blob: bytes) -> bool:
+        """True once the checkpoint is durable (False: the database refused it)."""
+        return bool(ray.get(self._actor.save_checkpoint.remote(shard, last_seq, watermark, blob)))
 
     def load_latest(self, shard: int) -> tuple[int, int, bytes] | None:
         found = ray.get(self._actor.load_checkpoint.remote(shard))
-        return None if found is None else (int(found[0]), int(found[1]), bytes(found[2]))
+        if found is None:
+            return None
+        last_seq, watermark, blob = found
+        return int(last_seq), int(watermark), bytes(blob)
 
 
 class ShardHandle:

@@ -157,6 +157,11 @@ class UniverseCoordinatorActor:
 
     def __init__(self, settings: Settings, store: Any = None) -> None:
         self._registry = UniverseRegistry(settings.universe)
+        if store is None and settings.storage.enabled:
+            from actors.database import engine_for
+            from actors.store import SqlUserStore
+
+            store = SqlUserStore(engine_for(settings.database_url(), settings.storage))
         self._store = store
         self._version = 0
         self._loaded = False
@@ -168,7 +173,7 @@ class UniverseCoordinatorActor:
         self._loaded = True
         for user_id, selections in (await self._store.all_universe_selections()).items():
             filters = await self._store.get_filters(user_id)
-            self._registry.load_user(str(user_id), selections, filters)
+            self._registry.load_user(str(user_id), selections, filters.get("default", {}))
 
     async def subscription_set(self) -> tuple[int, list[str]]:
         """(version, sorted tickers); the version changes whenever the set may have changed."""

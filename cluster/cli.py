@@ -133,9 +133,11 @@ def _prepare_storage(settings: Settings) -> None:
     """Migrate the embedded SQLite file on first start (PostgreSQL: `tickstock db upgrade`)."""
     if not settings.storage.enabled:
         return
+    import asyncio
+
     from actors.database import ensure_database
 
-    ensure_database(settings.database_url())
+    asyncio.run(ensure_database(settings.database_url()))
 
 
 def _root_cause(e: BaseException) -> str:

@@ -107,7 +107,7 @@ def build_graph(settings: Settings, *, start_gateway: bool = True) -> Graph:
     persistence = _make_persistence(settings)
     universe = ray.remote(UniverseCoordinatorActor).options(  # type: ignore[attr-defined]
         **_opts(C.UNIVERSE_ACTOR, settings, max_restarts=-1)
-    ).remote(settings, _make_user_store(settings))
+    ).remote(settings)
     queue = ray.remote(PriorityQueueActor).options(  # type: ignore[attr-defined]
         **_opts(C.PRIORITY_QUEUE_ACTOR, settings, max_restarts=-1, max_concurrency=1000)
     ).remote(settings, persistence)
@@ -135,15 +135,13 @@ def start_ingest(graph: Graph) -> str:
 
 
 def _make_persistence(settings: Settings) -> Any:
+    if not settings.storage.enabled:
+        return None
     from actors.persistence import PersistenceActor
 
     return ray.remote(PersistenceActor).options(  # type: ignore[attr-defined]
         **_opts(C.PERSISTENCE_ACTOR, settings, max_restarts=-1, max_concurrency=100)
-    ).remote(settings)
-
-
-def _make_user_store(settings: Settings) -> Any:
-    return None  # the coordinator opens its own store from settings when storage is enabled
+    ).remote(settings.database_url(), settings.storage)
 
 
 def _start_gateway(settings: Settings, graph: Graph) -> tuple[Any, str]:

@@ -53,11 +53,13 @@ class PolygonConfig(Config):
     reconnect_max_s: PositiveFloat = 30.0  # backoff cap
     healthy_reset_s: PositiveFloat = 30.0  # uptime after which the backoff counter resets
     max_connections_cooldown_s: PositiveFloat = 60.0  # wait after a max_connections refusal
+    auth_retry_s: PositiveFloat = 300.0  # wait after auth_failed (a wrong key is not hot-retried)
     stale_after_s: PositiveFloat = 30.0  # no frame for this long in market hours -> reconnect
     ack_timeout_s: PositiveFloat = 5.0  # subscribe acks must arrive within this
     max_frame_bytes: PositiveInt = 16 * 2**20
     ping_interval_s: PositiveFloat = 20.0
     open_timeout_s: PositiveFloat = 10.0
+    queue_max_frames: PositiveInt = 10_000  # raw frames buffered between socket and decoder
 
 
 class ShardConfig(Config):
@@ -106,10 +108,16 @@ class StorageConfig(Config):
     """Relational storage; SQLite file by default, PostgreSQL via DATABASE_URL."""
 
     database_url: str = ""  # "" = sqlite+aiosqlite file under the data dir
-    flush_interval_s: PositiveFloat = 1.0
-    batch_rows: PositiveInt = 10_000
-    buffer_max_rows: PositiveInt = 1_000_000  # rows held while the database is down
+    flush_interval_s: PositiveFloat = 1.0  # wall seconds between bulk writes
+    batch_rows: PositiveInt = 10_000  # rows per bulk write; a full batch is written at once
+    buffer_max_rows: PositiveInt = 1_000_000  # rows held per kind while the DB is down
     enabled: bool = True
+    retry_initial_s: PositiveFloat = 0.5  # first reconnect backoff after a failed write
+    retry_max_s: PositiveFloat = 30.0  # reconnect backoff cap
+    max_write_attempts: PositiveInt = 3  # non-connection errors before a batch is dropped (counted)
+    sqlite_busy_timeout_ms: PositiveInt = 5_000  # wait for a locked SQLite file before failing
+    connect_timeout_s: PositiveFloat = 5.0  # PostgreSQL connect timeout
+    command_timeout_s: PositiveFloat = 60.0  # PostgreSQL statement timeout (client side)
 
 
 class ClusterConfig(Config):

@@ -1,0 +1,902 @@
+"""`tickstock replay-server`: a local server speaking Polygon's stocks WebSocket protocol.
+
+It replays recorded data (reference/polygon.md §2, §7) to the unmodified polygon client:
+
+- WebSocket at `ws://HOST:PORT/stocks`: the `connected` frame at once, `auth` expected within
+  `auth_timeout_s` (else `auth_timeout` and close 1008), exactly one auth reply frame, one
+  `success` frame per subscribed topic (comma lists, spaces, `T.*`), then data frames
+  (JSON arrays under 1 MiB) holding only subscribed channels and symbols.
+- One broadcast clock, as on the real feed: data is paced by event time `t` divided by
+  `speed` from the first event on (0 = as fast as the slowest live client reads, with
+  backpressure). A connected client that falls behind gets more events per frame; one that
+  drops misses what is sent meanwhile, counted per key as `trades_missed`
+  ("sent while disconnected").
+- One live connection per API key: a second one is acked, then refused with
+  `max_connections` and close 1008.
+- Scripted faults (`Fault`, or `--fault kind:key=value,...` on the command line) to test
+  clients against drops, refusals, stalls, slow-consumer kicks and malformed frames.
+- A REST stub (aiohttp, on `rest_port`, by default the WebSocket port + 1):
+  `/v2/aggs/ticker/{T}/prev`, `/v1/marketstatus/now`, `/v1/marketstatus/upcoming` in
+  Polygon's JSON shapes, with `Authorization: Bearer KEY` or `?apiKey=KEY`; 401 without a
+  key, 403 `NOT_AUTHORIZED` with a wrong one.
+
+API keys are never logged or put in stats: accounts are labelled `key1`, `key2`, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import logging
+import uuid
+from collections import Counter, deque
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from actors.polygon_frames import EventTape, FrameTape, Tick, open_tape
+from actors.sessions import ET, SessionClock, local_date
+from config.constants import DEFAULT_REPLAY_PORT
+from schemas.events import MarketSession
+from schemas.polygon import action_decoder
+
+log = logging.getLogger("tickstock.replay_server")
+
+WS_PATH = "/stocks"
+CHANNELS = frozenset({"T", "A", "AM", "Q", "LULD", "NOI", "FMV"})
+CONNECTED = b'[{"ev":"status","status":"connected","message":"Connected Successfully"}]'
+AUTH_SUCCESS = b'[{"ev":"status","status":"auth_success","message":"authenticated"}]'
+AUTH_FAILED_MSG = "authentication failed"
+MAX_CONNECTIONS_MSG = (
+    "Maximum number of websocket connections exceeded. You have reached the connection "
+    "limit for your account."
+)
+SLOW_CONSUMER_MSG = "Your connection has been closed because you are a slow consumer."
+MAX_FRAME_BYTES = 900_000  # under the client's 1 MiB default max_size
+MERGE_MAX_EVENTS = 5_000  # events packed into one frame for a client that lags
+SETTLE_TIMEOUT_S = 2.0
+MALFORMED: dict[str, bytes] = {
+    "bad_json": b'[{"ev":"T","sym":"AAPL","p":',
+    "not_array": b'{"ev":"T","sym":"AAPL","p":1.0,"s":1,"t":1}',
+    "unknown_ev": b'[{"ev":"ZZ","sym":"AAPL","p":1.0}]',
+    "missing_fields": b'[{"ev":"T","sym":"AAPL"}]',
+    "wrong_types": b'[{"ev":"T","sym":"AAPL","p":"1.0","s":1,"t":"soon"}]',
+    "status_no_message": b'[{"ev":"status","status":"info"}]',
+}
+FAULT_KINDS = frozenset(
+    {"drop", "auth_failed", "drop_auth", "max_connections", "stall", "slow_consumer",
+     "malformed"}
+)
+AUTH_FAULTS = frozenset({"auth_failed", "drop_auth"})
+
+
+def _status(status: str, message: str | None) -> bytes:
+    body: dict[str, str] = {"ev": "status", "status": status}
+    if message is not None:
+        body["message"] = message
+    return msgspec.json.encode([body])
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour, applied to the next connection it fits.
+
+    kinds:
+    - `drop`: after `after_frames` data frames, close with `code` (1006 = TCP reset without a
+      close frame; 1000/1001/1011 = a close frame with that code);
+    - `auth_failed`: answer the next `times` auths with `auth_failed`;
+    - `drop_auth`: reset the next connection on its auth message, before any reply;
+    - `max_connections`: after the subscribe acks, send `max_connections` and close 1008;
+    - `stall`: after `after_frames`, send nothing for `seconds` (data meanwhile is missed);
+    - `slow_consumer`: pack `factor` ticks per frame for `frames` frames, then send
+      `slow_consumer` and close 1008;
+    - `malformed`: after `after_frames`, send one bad frame (`what`: a key of `MALFORMED`).
+    """
+
+    kind: str
+    after_frames: int = 0
+    code: int = 1006
+    seconds: float = 1.0
+    what: str = "bad_json"
+    times: int = 1
+    factor: int = 10
+    frames: int = 3
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}: one of {sorted(FAULT_KINDS)}")
+        if self.kind == "malformed" and self.what not in MALFORMED:
+            raise ValueError(f"unknown malformed frame {self.what!r}: one of {sorted(MALFORMED)}")
+
+
+def parse_fault(spec: str) -> Fault:
+    """`kind[:key=value,...]`, e.g. `drop:after=50,code=1006` or `stall:after=5,seconds=3`."""
+    kind, _, rest = spec.partition(":")
+    names = {"after": "after_frames", "after_frames": "after_frames", "code": "code",
+             "seconds": "seconds", "what": "what", "times": "times", "factor": "factor",
+             "frames": "frames"}
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in names:
+            raise ValueError(f"bad fault option {item!r} in {spec!r}")
+        name = names[key]
+        kwargs[name] = value if name == "what" else float(value) if name == "seconds" else int(
+            value)
+    return Fault(kind.strip(), **kwargs)
+
+
+# -- subscriptions and accounts -------------------------------------------------------------
+
+
+@dataclass
+class Subscription:
+    """Topics of one connection: wildcard channels plus symbols per channel."""
+
+    wild: set[str] = field(default_factory=set)
+    syms: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, chan: str, sym: str) -> None:
+        if sym == "*":
+            self.wild.add(chan)
+        else:
+            self.syms.setdefault(chan, set()).add(sym)
+
+    def remove(self, chan: str, sym: str) -> None:
+        if sym == "*":
+            self.wild.discard(chan)
+        else:
+            self.syms.get(chan, set()).discard(sym)
+
+    def topics(self) -> set[str]:
+        """The subscription as Polygon topic strings."""
+        out = {f"{c}.*" for c in self.wild}
+        out.update(f"{c}.{s}" for c, syms in self.syms.items() for s in syms)
+        return out
+
+    def copy(self) -> Subscription:
+        return Subscription(set(self.wild), {c: set(s) for c, s in self.syms.items()})
+
+    def select(self, tick: Tick) -> tuple[list[bytes], int, bool]:
+        """The subscribed events of a tick, their trade count, and whether all were kept."""
+        wild = self.wild
+        chans = tick.chans
+        if wild and all(c in wild for c in chans):
+            return tick.parts, chans.count("T"), True
+        parts: list[bytes] = []
+        trades = 0
+        syms = self.syms
+        for chan, sym, part in zip(chans, tick.syms, tick.parts, strict=True):
+            if chan in wild or sym in syms.get(chan, ()):
+                parts.append(part)
+                trades += chan == "T"
+        return parts, trades, len(parts) == len(chans)
+
+
+@dataclass(eq=False)
+class Conn:
+    """One client connection."""
+
+    id: int
+    ws: ServerConnection
+    key: str = ""
+    sub: Subscription = field(default_factory=Subscription)
+    fault: Fault | None = None
+    pending: deque[tuple[bytes | None, list[bytes], int]] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    writer: asyncio.Task[None] | None = None
+    closing: bool = False
+    stalled_until: float = 0.0
+    frames_sent: int = 0
+    events_sent: int = 0
+    trades_sent: int = 0
+    close_reason: str = ""
+
+
+@dataclass
+class Account:
+    """Per API key: the last known subscription and what the feed did for it."""
+
+    label: str
+    subs: Subscription = field(default_factory=Subscription)
+    live: Conn | None = None
+    subscribed: bool = False
+    trades_emitted: int = 0
+    trades_sent: int = 0
+    trades_missed: int = 0
+    connections: int = 0
+    refusals: list[float] = field(default_factory=list)  # loop time of max_connections kicks
+
+
+@dataclass
+class ConnectionRecord:
+    """One connection attempt, for tests and stats (no key: the account label)."""
+
+    at: float  # event loop time
+    account: str
+    outcome: str = "open"
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+class ReplayServer:
+    """Polygon stocks WebSocket (+ REST stub) replaying recorded files; usable in-process."""
+
+    def __init__(
+        self,
+        files: Sequence[str | Path],
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_REPLAY_PORT,
+        speed: float = 1.0,
+        loop: bool = False,
+        faults: Sequence[Fault] = (),
+        *,
+        rest_port: int | None = None,
+        keys: Collection[str] | None = None,
+        auth_timeout_s: float = 5.0,
+        max_trades: int | None = None,
+        tick_ms: float = 10.0,
+        events_per_frame: int = 100,
+        queue_frames: int = 2_000,
+        start_at: str | None = None,
+        tape: EventTape | FrameTape | None = None,
+    ) -> None:
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        self.tape = tape if tape is not None else open_tape(files, max_trades=max_trades)
+        self.host = host
+        self._port = port
+        self._rest_port = port + 1 if rest_port is None and port else rest_port or 0
+        self.speed = speed
+        self.loop = loop
+        self.keys = None if keys is None else frozenset(keys)
+        self.auth_timeout_s = auth_timeout_s
+        self.tick_ms = tick_ms
+        self.events_per_frame = events_per_frame
+        self.queue_frames = queue_frames if speed > 0 else 8
+        self.start_ms = self._start_ms(start_at)
+        self.faults: deque[Fault] = deque(faults)
+        self.fired: list[str] = []
+        self.accounts: dict[str, Account] = {}
+        self.connections: list[ConnectionRecord] = []
+        self.counts: Counter[str] = Counter()
+        self.finished = asyncio.Event()
+        self.clock_ms = self.tape.first_t  # the replay's event clock
+        self._subscribed = asyncio.Event()
+        self._reader = asyncio.Event()  # speed 0: some live client wants data
+        self._conns: set[Conn] = set()
+        self._next_id = 0
+        self._ws: Server | None = None
+        self._rest: web.AppRunner | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._frames = 0
+        self._events = 0
+        self._max_events = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The WebSocket port (the real one once started with port 0)."""
+        return self._port
+
+    @property
+    def rest_port(self) -> int:
+        """The REST port (the real one once started)."""
+        return self._rest_port
+
+    @property
+    def feed(self) -> str:
+        """`host:port` for `PolygonConfig.feed`."""
+        return f"{self.host}:{self._port}"
+
+    @property
+    def rest_base(self) -> str:
+        """The REST base URL for `PolygonConfig.rest_base`."""
+        return f"http://{self.host}:{self._rest_port}"
+
+    async def start(self) -> None:
+        """Listen on the WebSocket and REST ports and start the broadcast clock."""
+        self._ws = await serve(
+            self._handle, self.host, self._port, process_request=self._route,
+            max_size=2**20, server_header="tickstock-replay",
+        )
+        self._port = self._ws.sockets[0].getsockname()[1]
+        runner = web.AppRunner(self._rest_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._rest_port)
+        await site.start()
+        self._rest = runner
+        self._rest_port = runner.addresses[0][1]
+        self._task = asyncio.create_task(self._broadcast(), name="replay-broadcast")
+        log.info("replay server on ws://%s/stocks (REST %s), speed %s", self.feed,
+                 self.rest_base, self.speed)
+
+    async def stop(self) -> None:
+        """Close every connection (1001 going away) and stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for conn in list(self._conns):
+            conn.closing = True
+            with contextlib.suppress(Exception):
+                await conn.ws.close(1001, "server shutting down")
+        if self._ws is not None:
+            self._ws.close()
+            await self._ws.wait_closed()
+        if self._rest is not None:
+            await self._rest.cleanup()
+
+    async def __aenter__(self) -> ReplayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def add_fault(self, fault: Fault) -> None:
+        """Append a fault to the script; arm it on the live connection if it has none."""
+        self.faults.append(fault)
+        if fault.kind in AUTH_FAULTS:
+            return
+        for conn in self._conns:
+            if conn.fault is None and not conn.closing and conn.key:
+                conn.fault = self.faults.pop()
+                conn.wakeup.set()
+                return
+
+    # -- views for tests and ops ------------------------------------------------------------
+
+    def account(self, key: str) -> Account:
+        """The account of an API key (created on first use)."""
+        acct = self.accounts.get(key)
+        if acct is None:
+            acct = self.accounts[key] = Account(f"key{len(self.accounts) + 1}")
+        return acct
+
+    def subscriptions(self, key: str | None = None) -> set[str]:
+        """The server-side subscription of a key (the only key when None)."""
+        if key is None:
+            if not self.accounts:
+                return set()
+            key = next(iter(self.accounts))
+        acct = self.accounts.get(key)
+        if acct is None:
+            return set()
+        return (acct.live.sub if acct.live is not None else acct.subs).topics()
+
+    def live_connections(self) -> int:
+        """Connections that passed auth and are not closing."""
+        return sum(1 for c in self._conns if c.key and not c.closing)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters (plain data, no keys)."""
+        accounts = {
+            a.label: {
+                "subscriptions": len((a.live.sub if a.live else a.subs).topics()),
+                "connected": a.live is not None,
+                "connections": a.connections,
+                "trades_emitted": a.trades_emitted,
+                "trades_sent": a.trades_sent,
+                "trades_missed": a.trades_missed,
+                "max_connections_refusals": len(a.refusals),
+            }
+            for a in self.accounts.values()
+        }
+        return {
+            "clock_ms": self.clock_ms,
+            "finished": self.finished.is_set(),
+            "connections": len(self.connections),
+            "live": self.live_connections(),
+            "frames": self._frames,
+            "events": self._events,
+            "events_per_frame": {
+                "mean": self._events / self._frames if self._frames else 0.0,
+                "max": self._max_events,
+            },
+            "trades_sent": sum(a.trades_sent for a in self.accounts.values()),
+            "trades_missed": sum(a.trades_missed for a in self.accounts.values()),
+            "accounts": accounts,
+            "per_connection": [
+                {"id": c.id, "account": self.account(c.key).label, "trades_sent": c.trades_sent,
+                 "frames_sent": c.frames_sent, "events_sent": c.events_sent}
+                for c in sorted(self._conns, key=lambda c: c.id) if c.key
+            ],
+            "faults_fired": list(self.fired),
+            "counts": dict(self.counts),
+        }
+
+    # -- connection handling ----------------------------------------------------------------
+
+    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0].rstrip("/") != WS_PATH:
+            self.counts["bad_path"] += 1
+            return Response(404, "Not Found", Headers({"Content-Type": "text/plain"}),
+                            b"only /stocks is served here\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self._next_id += 1
+        conn = Conn(self._next_id, ws)
+        self._conns.add(conn)
+        record = ConnectionRecord(asyncio.get_running_loop().time(), "")
+        self.connections.append(record)
+        try:
+            await ws.send(CONNECTED, text=True)
+            key = await self._authenticate(conn, record)
+            if key is not None:
+                await self._serve(conn, key, record)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._release(conn)
+
+    async def _authenticate(self, conn: Conn, record: ConnectionRecord) -> str | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.auth_timeout_s
+        while True:
+            try:
+                msg = await asyncio.wait_for(conn.ws.recv(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                record.outcome = "auth_timeout"
+                await conn.ws.send(_status("auth_timeout", "No authentication request received."))
+                await conn.ws.close(1008, "auth timeout")
+                return None
+            try:
+                action = action_decoder.decode(msg)
+            except msgspec.DecodeError:
+                self.counts["bad_action"] += 1
+                await conn.ws.send(_status("error", "invalid action"))
+                continue
+            if action.action == "auth":
+                return await self._check_auth(conn, record, action.params)
+            await conn.ws.send(_status("error", "not authorized"))
+
+    async def _check_auth(self, conn: Conn, record: ConnectionRecord, key: str) -> str | None:
+        acct = self.account(key)
+        record.account = acct.label
+        acct.connections += 1
+        head = self.faults[0] if self.faults else None
+        if head is not None and head.kind == "drop_auth":
+            self._fire(self.faults.popleft())
+            record.outcome = "dropped_in_auth"
+            conn.closing = True
+            conn.ws.transport.abort()
+            return None
+        if head is not None and head.kind == "auth_failed":
+            self.faults.popleft()
+            if head.times > 1:
+                self.faults.appendleft(replace(head, times=head.times - 1))
+            self._fire(head)
+            return await self._fail_auth(conn, record)
+        if not key or (self.keys is not None and key not in self.keys):
+            return await self._fail_auth(conn, record)
+        await conn.ws.send(AUTH_SUCCESS, text=True)
+        record.outcome = "authenticated"
+        return key
+
+    async def _fail_auth(self, conn: Conn, record: ConnectionRecord) -> None:
+        record.outcome = "auth_failed"
+        await conn.ws.send(_status("auth_failed", AUTH_FAILED_MSG))
+        await conn.ws.close(1008, "authentication failed")
+
+    async def _serve(self, conn: Conn, key: str, record: ConnectionRecord) -> None:
+        acct = self.account(key)
+        conn.key = key
+        if acct.live is not None and not acct.live.closing:
+            await self._refuse(conn, acct, record)
+            return
+        acct.live = conn
+        head = self.faults[0] if self.faults else None
+        if head is not None and head.kind not in AUTH_FAULTS:
+            conn.fault = self.faults.popleft()
+        async for message in conn.ws:
+            await self._on_action(conn, acct, message)
+
+    async def _refuse(self, conn: Conn, acct: Account, record: ConnectionRecord) -> None:
+        """A second connection for a key: ack its subscribe, then refuse it (as Polygon does)."""
+        with contextlib.suppress(TimeoutError):
+            message = await asyncio.wait_for(conn.ws.recv(), 1.0)
+            await self._ack(conn, message, Subscription())
+        record.outcome = "max_connections"
+        await self._kick_max_connections(conn, acct)
+
+    async def _kick_max_connections(self, conn: Conn, acct: Account) -> None:
+        conn.closing = True
+        self._update_reader()
+        acct.refusals.append(asyncio.get_running_loop().time())
+        await conn.ws.send(_status("max_connections", MAX_CONNECTIONS_MSG))
+        await conn.ws.close(1008, "max connections")
+
+    async def _ack(self, conn: Conn, message: str | bytes, sub: Subscription) -> bool:
+        try:
+            action = action_decoder.decode(message)
+        except msgspec.DecodeError:
+            self.counts["bad_action"] += 1
+            await conn.ws.send(_status("error", "invalid action"))
+            return False
+        if action.action not in ("subscribe", "unsubscribe"):
+            await conn.ws.send(_status("error", f"unknown action {action.action[:32]!r}"))
+            return False
+        adding = action.action == "subscribe"
+        for topic in filter(None, (t.strip() for t in action.params.split(","))):
+            chan, dot, sym = topic.partition(".")
+            if not dot or chan not in CHANNELS or not sym:
+                await conn.ws.send(_status("error", f"invalid subscription: {topic[:64]}"))
+                continue
+            if adding:
+                sub.add(chan, sym)
+                await conn.ws.send(_status("success", f"subscribed to: {topic}"))
+            else:
+                sub.remove(chan, sym)
+                await conn.ws.send(_status("success", f"unsubscribed to: {topic}"))
+        return True
+
+    async def _on_action(self, conn: Conn, acct: Account, message: str | bytes) -> None:
+        if not await self._ack(conn, message, conn.sub):
+            return
+        acct.subs = conn.sub.copy()
+        acct.subscribed = True
+        self._subscribed.set()
+        self._update_reader()
+        if conn.writer is None:
+            conn.writer = asyncio.create_task(self._write(conn, acct), name=f"replay-w{conn.id}")
+        if conn.fault is not None and conn.fault.kind == "max_connections":
+            self._fire(conn.fault)
+            conn.fault = None
+            await self._kick_max_connections(conn, acct)
+
+    def _release(self, conn: Conn) -> None:
+        conn.closing = True
+        self._conns.discard(conn)
+        acct = self.accounts.get(conn.key) if conn.key else None
+        if acct is not None and acct.live is conn:
+            acct.live = None
+            acct.subs = conn.sub.copy()
+            for _, _, trades in conn.pending:
+                acct.trades_missed += trades
+        conn.pending.clear()
+        conn.drained.set()
+        conn.wakeup.set()
+        if conn.writer is not None:
+            conn.writer.cancel()
+        if conn.fault is not None:  # never fired on this connection: keep it for the next
+            self.faults.appendleft(conn.fault)
+            conn.fault = None
+        self._update_reader()
+
+    def _update_reader(self) -> None:
+        """Speed 0 replays only while some client is there to read."""
+        if self.live_connections():
+            self._reader.set()
+        else:
+            self._reader.clear()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def _write(self, conn: Conn, acct: Account) -> None:
+        try:
+            while not conn.closing:
+                if conn.fault is not None and conn.frames_sent >= conn.fault.after_frames:
+                    fault, conn.fault = conn.fault, None
+                    self._fire(fault)
+                    await self._apply(conn, acct, fault)
+                    continue
+                if not conn.pending:
+                    conn.wakeup.clear()
+                    await conn.wakeup.wait()
+                    continue
+                # A client that lags a paced replay gets more events per frame, as on the
+                # real feed; at speed 0 the backlog is the normal state: frames stay ticks.
+                await self._send_pending(conn, acct, MERGE_MAX_EVENTS if self.speed > 0 else 0)
+        except ConnectionClosed:
+            pass
+
+    async def _send_pending(self, conn: Conn, acct: Account, max_events: int) -> None:
+        raw, parts, trades = conn.pending.popleft()
+        if raw is None:
+            parts = list(parts)
+            while conn.pending and conn.pending[0][0] is None and len(parts) < max_events:
+                _, more, n = conn.pending.popleft()
+                parts.extend(more)
+                trades += n
+            raw = b"[" + b",".join(parts) + b"]"
+        if len(conn.pending) < self.queue_frames:
+            conn.drained.set()
+        if asyncio.get_running_loop().time() < conn.stalled_until:
+            acct.trades_missed += trades
+            return
+        await conn.ws.send(raw, text=True)
+        conn.frames_sent += 1
+        conn.events_sent += len(parts)
+        conn.trades_sent += trades
+        acct.trades_sent += trades
+        self._frames += 1
+        self._events += len(parts)
+        self._max_events = max(self._max_events, len(parts))
+
+    async def _apply(self, conn: Conn, acct: Account, fault: Fault) -> None:
+        kind = fault.kind
+        if kind == "drop":
+            await self._drop(conn, acct, fault.code)
+        elif kind == "stall":
+            conn.stalled_until = asyncio.get_running_loop().time() + fault.seconds
+        elif kind == "malformed":
+            await conn.ws.send(MALFORMED[fault.what], text=True)
+        elif kind == "slow_consumer":
+            await self._slow_consumer(conn, acct, fault)
+        elif kind == "max_connections":
+            await self._kick_max_connections(conn, acct)
+
+    async def _drop(self, conn: Conn, acct: Account, code: int) -> None:
+        """Stop sending, let the client read what it was sent, then close or reset."""
+        conn.closing = True
+        self._update_reader()
+        for _, _, trades in conn.pending:
+            acct.trades_missed += trades
+        conn.pending.clear()
+        conn.drained.set()
+        conn.close_reason = f"fault {code}"
+        await self._settle(conn)
+        if code == 1006:
+            conn.ws.transport.abort()
+        else:
+            await conn.ws.close(code, "replay fault")
+
+    async def _settle(self, conn: Conn) -> None:
+        """Wait for a pong: the client has then read every frame sent before it."""
+        with contextlib.suppress(TimeoutError, ConnectionClosed):
+            pong = await conn.ws.ping()
+            await asyncio.wait_for(pong, SETTLE_TIMEOUT_S)
+
+    async def _slow_consumer(self, conn: Conn, acct: Account, fault: Fault) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(fault.frames):
+            deadline = loop.time() + 2.0
+            while len(conn.pending) < fault.factor and loop.time() < deadline:
+                conn.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(conn.wakeup.wait(), deadline - loop.time())
+            if conn.pending:
+                await self._send_pending(conn, acct, MERGE_MAX_EVENTS)
+        conn.closing = True
+        await conn.ws.send(_status("slow_consumer", SLOW_CONSUMER_MSG))
+        await self._drop(conn, acct, 1008)
+
+    def _fire(self, fault: Fault) -> None:
+        self.fired.append(fault.kind)
+        log.info("replay fault fired: %s", fault)
+
+    # -- the broadcast clock ----------------------------------------------------------------
+
+    async def _broadcast(self) -> None:
+        await self._subscribed.wait()
+        loop = asyncio.get_running_loop()
+        group_ms = int(self.tick_ms * self.speed) if self.speed > 0 else 0
+        while True:
+            origin_wall = loop.time()
+            origin_t: int | None = None
+            for tick in self.tape.ticks(group_ms, self.events_per_frame):
+                if tick.t < self.start_ms:
+                    self.counts["skipped_before_start"] += len(tick)
+                    continue
+                if origin_t is None:
+                    origin_t = tick.t
+                if self.speed > 0:
+                    delay = origin_wall + (tick.t - origin_t) / 1000 / self.speed - loop.time()
+                    await asyncio.sleep(max(0.0, delay))
+                else:
+                    await self._reader.wait()
+                self.clock_ms = tick.t
+                await self._dispatch(tick)
+            if not self.loop:
+                break
+            self.counts["loops"] += 1
+        self.finished.set()
+        log.info("replay finished: %s", {k: v for k, v in self.stats().items()
+                                         if k in ("frames", "events", "trades_sent")})
+
+    async def _dispatch(self, tick: Tick) -> None:
+        for acct in list(self.accounts.values()):
+            if not acct.subscribed:
+                continue
+            conn = acct.live
+            sub = conn.sub if conn is not None else acct.subs
+            if tick.parts:
+                parts, trades, whole = sub.select(tick)
+                if not parts:
+                    continue
+            else:  # an unparseable recorded frame: as-is to every subscriber
+                parts, trades, whole = [], 0, True
+            acct.trades_emitted += trades
+            if conn is None or conn.closing:
+                acct.trades_missed += trades
+                continue
+            raw = tick.verbatim if whole and tick.verbatim is not None else None
+            await self._enqueue(conn, acct, (raw, parts, trades))
+
+    async def _enqueue(
+        self, conn: Conn, acct: Account, item: tuple[bytes | None, list[bytes], int]
+    ) -> None:
+        if self.speed == 0:
+            while len(conn.pending) >= self.queue_frames and not conn.closing:
+                conn.drained.clear()
+                await conn.drained.wait()
+            if conn.closing:
+                acct.trades_missed += item[2]
+                return
+        elif len(conn.pending) >= self.queue_frames:
+            acct.trades_missed += item[2]
+            self.counts["slow_consumer_kicks"] += 1
+            conn.closing = True
+            asyncio.create_task(self._kick_slow(conn, acct))  # noqa: RUF006 - ends with the conn
+            return
+        conn.pending.append(item)
+        conn.wakeup.set()
+
+    async def _kick_slow(self, conn: Conn, acct: Account) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await conn.ws.send(_status("slow_consumer", SLOW_CONSUMER_MSG))
+            await self._drop(conn, acct, 1008)
+
+    # -- REST stub --------------------------------------------------------------------------
+
+    def _start_ms(self, start_at: str | None) -> int:
+        if not start_at or not self.tape.first_t:
+            return 0
+        day = local_date(self.tape.first_t)
+        hh, mm = (int(x) for x in start_at.split(":")[:2])
+        return int(dt.datetime.combine(day, dt.time(hh, mm), tzinfo=ET).timestamp() * 1000)
+
+    def _rest_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._rest_auth])
+        app.router.add_get("/v2/aggs/ticker/{ticker}/prev", self._prev_close)
+        app.router.add_get("/v1/marketstatus/now", self._market_status)
+        app.router.add_get("/v1/marketstatus/upcoming", self._market_holidays)
+        return app
+
+    @web.middleware
+    async def _rest_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.counts["rest_requests"] += 1
+        auth = request.headers.get("Authorization", "")
+        key = auth[7:].strip() if auth.startswith("Bearer ") else request.query.get("apiKey", "")
+        rid = uuid.uuid4().hex
+        if not key:
+            return web.json_response(
+                {"status": "ERROR", "request_id": rid,
+                 "error": "API Key was not provided"}, status=401)
+        if self.keys is not None and key not in self.keys:
+            return web.json_response(
+                {"status": "NOT_AUTHORIZED", "request_id": rid,
+                 "message": "You are not entitled to this data. Please upgrade your plan."},
+                status=403)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _prev_close(self, request: web.Request) -> web.Response:
+        ticker = request.match_info["ticker"].upper()
+        price = self.tape.first_prices().get(ticker)
+        results = []
+        if price is not None:
+            day = local_date(self.tape.first_t)
+            prev = int(dt.datetime.combine(day - dt.timedelta(days=1), dt.time(16),
+                                           tzinfo=ET).timestamp() * 1000)
+            results.append({"T": ticker, "v": 0, "vw": price, "o": price, "c": price,
+                            "h": price, "l": price, "t": prev, "n": 0})
+        return web.json_response({
+            "ticker": ticker, "queryCount": len(results), "resultsCount": len(results),
+            "adjusted": True, "results": results, "status": "OK",
+            "request_id": uuid.uuid4().hex, "count": len(results),
+        })
+
+    async def _market_status(self, request: web.Request) -> web.Response:
+        now = self.clock_ms
+        session = SessionClock().session_at(now).session
+        market = {MarketSession.REGULAR: "open", MarketSession.PRE: "extended-hours",
+                  MarketSession.AFTER: "extended-hours"}.get(session, "closed")
+        server_time = dt.datetime.fromtimestamp(now / 1000, tz=ET).isoformat(timespec="seconds")
+        return web.json_response({
+            "market": market, "earlyHours": session == MarketSession.PRE,
+            "afterHours": session == MarketSession.AFTER, "serverTime": server_time,
+            "exchanges": {"nasdaq": market, "nyse": market, "otc": market},
+            "currencies": {"fx": "open", "crypto": "open"},
+        })
+
+    async def _market_holidays(self, request: web.Request) -> web.Response:
+        return web.json_response(upcoming_holidays(local_date(self.clock_ms)))
+
+
+def upcoming_holidays(after: dt.date, limit: int = 10) -> list[dict[str, str]]:
+    """Polygon's /v1/marketstatus/upcoming entries after `after`, from the NYSE calendar."""
+    text = resources.files("config").joinpath(
+        "data/nyse_closures_early_closes_2000_2030.csv").read_text()
+    out: list[dict[str, str]] = []
+    rows = [r for r in csv.DictReader(text.splitlines())
+            if dt.date.fromisoformat(r["date"]) > after and r["status"] != "late_open"]
+    for row in rows[:limit]:
+        for exchange in ("NYSE", "NASDAQ"):
+            entry = {"date": row["date"], "exchange": exchange, "name": row["name"],
+                     "status": "closed" if row["status"] == "closed" else "early-close"}
+            if row["status"] == "early_close":
+                day = dt.date.fromisoformat(row["date"])
+                for name, hhmm in (("open", row["open_et"]), ("close", row["close_et"])):
+                    hh, mm = (int(x) for x in hhmm.split(":"))
+                    at = dt.datetime.combine(day, dt.time(hh, mm), tzinfo=ET)
+                    entry[name] = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            out.append(entry)
+    return out
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of `tickstock replay-server`."""
+    p = argparse.ArgumentParser(
+        prog="tickstock replay-server",
+        description="Serve recorded data over Polygon's stocks WebSocket protocol.",
+    )
+    p.add_argument("files", nargs="+", help="recorded files (CSV formats or *.jsonl[.gz])")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_REPLAY_PORT)
+    p.add_argument("--rest-port", type=int, default=None, help="default: --port + 1")
+    p.add_argument("--speed", type=float, default=1.0, help="0 = as fast as the client reads")
+    p.add_argument("--loop", action="store_true", help="start over at the end")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="e.g. drop:after=50,code=1006 (repeatable, applied in order)")
+    p.add_argument("--key", action="append", default=None,
+                   help="accepted API key (repeatable; default: any non-empty key)")
+    p.add_argument("--max-trades", type=int, default=None, help="replay only the first N trades")
+    p.add_argument("--start-at", default=None, metavar="HH:MM",
+                   help="skip data before this New York time of the first day")
+    p.add_argument("--auth-timeout", type=float, default=5.0)
+    return p
+
+
+async def _serve_forever(server: ReplayServer) -> None:
+    await server.start()
+    print(f"replay server: ws://{server.feed}/stocks  REST {server.rest_base}  "
+          f"({server.tape.first_t and local_date(server.tape.first_t)}, "
+          f"{len(server.tape.symbols())} symbols)", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def replay_server_main(argv: Sequence[str] | None = None) -> int:
+    """Run `tickstock replay-server` until interrupted; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        faults = [parse_fault(spec) for spec in args.fault]
+        tape = open_tape(args.files, max_trades=args.max_trades)
+    except (ValueError, OSError) as e:
+        print(f"replay-server: {e}")
+        return 2
+    server = ReplayServer(
+        args.files, host=args.host, port=args.port, speed=args.speed, loop=args.loop,
+        faults=faults, rest_port=args.rest_port, keys=args.key,
+        auth_timeout_s=args.auth_timeout, start_at=args.start_at, tape=tape,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(server))
+    return 0
