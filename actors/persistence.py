@@ -150,6 +150,9 @@ class PersistenceActor:
             self._checkpoint_failed(exc)
             return []
 
+    async def ping(self) -> str:
+        return "ok"
+
     # control
 
     async def flush(self) -> bool:
