@@ -83,6 +83,10 @@ def detect_format(path: str | Path) -> str:
     )
 
 
+def _yyyymmdd(text: str) -> dt.date:
+    return dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+
+
 def midnight_ms(day: dt.date) -> int:
     """Unix ms of local midnight in New York on `day`."""
     return int(dt.datetime.combine(day, dt.time(0), tzinfo=ET).timestamp() * 1000)
@@ -166,7 +170,7 @@ def load_algoseek(path: Path, stats: ReadStats) -> pd.DataFrame:
     """AlgoSeek trade ticks: columns sym, t, p, s, flags, exchange, cond (hex), row."""
     m = _ALGOSEEK.match(path.name)
     assert m is not None
-    day = dt.datetime.strptime(m.group(1), "%Y%m%d").date()
+    day = _yyyymmdd(m.group(1))
     sym = m.group(2).upper()
     names = ["time_ms", "price", "size", "exchange", "cond", "suspicious"]
     raw = _read_csv(_open_bytes(path), names, stats)
@@ -198,7 +202,7 @@ def load_lean_minute(path: Path, stats: ReadStats) -> pd.DataFrame:
     """Lean minute bars: columns sym, start, end, o, h, l, c, v, row."""
     m = _LEAN_MINUTE.match(path.name)
     assert m is not None
-    day = dt.datetime.strptime(m.group(1), "%Y%m%d").date()
+    day = _yyyymmdd(m.group(1))
     names = ["time_ms", "o", "h", "l", "c", "v"]
     df = _numeric(_read_csv(_open_bytes(path), names, stats), names, stats)
     start = midnight_ms(day) + df["time_ms"].to_numpy(dtype=np.int64)

@@ -82,7 +82,8 @@ class SyntheticSource:
         sorted_idx = idx[order]
         cum = np.cumsum(steps[order])
         group_start = np.r_[0, np.flatnonzero(np.diff(sorted_idx)) + 1]
-        base = np.repeat(cum[group_start] - steps[order][group_start], np.diff(np.r_[group_start, count]))
+        sizes = np.diff(np.r_[group_start, count])
+        base = np.repeat(cum[group_start] - steps[order][group_start], sizes)
         walked = self._prices[sorted_idx] * np.exp(cum - base)
         prices = np.empty(count)
         prices[order] = walked
@@ -202,7 +203,8 @@ class ReplaySource:
                 await asyncio.sleep(0)
                 continue
             step = max(int(self._slice_ms * self._speed), 1)
-            edges = np.arange(int(times[0]) - int(times[0]) % step + step, int(times[-1]) + step, step)
+            first = int(times[0]) - int(times[0]) % step + step
+            edges = np.arange(first, int(times[-1]) + step, step)
             cuts = np.searchsorted(times, edges, side="left")
             start = 0
             for cut in [*cuts.tolist(), len(chunk)]:

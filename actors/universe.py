@@ -48,7 +48,9 @@ def load_named_universes(config: UniverseConfig) -> dict[str, frozenset[str]]:
     sp500 = frozenset(r["symbol"] for r in member if r["in_sp500"] == "1")
     ndx = frozenset(r["symbol"] for r in member if r["in_nasdaq100"] == "1")
     dow = frozenset(r["symbol"] for r in member if r["in_dow30"] == "1")
-    sp500_2018 = frozenset(_column(r, "Symbol") for r in _read_csv("sp500_constituents_2018-04-02.csv"))
+    sp500_2018 = frozenset(
+        _column(r, "Symbol") for r in _read_csv("sp500_constituents_2018-04-02.csv")
+    )
     core: set[str] = set(config.extra_tickers)
     for name in config.core_files:
         for row in _read_csv(name):

@@ -54,7 +54,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         ingest.setdefault("source", "replay")
     if args.source:
         ingest["source"] = args.source
-    for flag, key in (("speed", "speed"), ("rate", "synthetic_rate"), ("tickers", "synthetic_tickers")):
+    flags = (("speed", "speed"), ("rate", "synthetic_rate"), ("tickers", "synthetic_tickers"))
+    for flag, key in flags:
         if getattr(args, flag) is not None:
             ingest[key] = getattr(args, flag)
     if args.loop:
@@ -62,7 +63,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.all_symbols:
         ingest["accept_unknown_symbols"] = True
     out: dict[str, Any] = {"ingest": ingest} if ingest else {}
-    gateway = {k: v for k, v in (("host", args.host), ("port", args.port), ("auth_mode", args.auth)) if v}
+    named = (("host", args.host), ("port", args.port), ("auth_mode", args.auth))
+    gateway = {k: v for k, v in named if v}
     if gateway:
         out["gateway"] = gateway
     if args.shards:

@@ -74,7 +74,8 @@ def init_ray(settings: Settings) -> None:
     """Start a local Ray (default) or attach to a cluster (`--ray-address`)."""
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled" if not settings.cluster.ray_address else "token")
+    mode = "token" if settings.cluster.ray_address else "disabled"  # loopback-only local Ray
+    os.environ.setdefault("RAY_AUTH_MODE", mode)
     kwargs: dict[str, Any] = {
         "namespace": settings.cluster.namespace,
         "log_to_driver": True,

@@ -6,7 +6,7 @@ from typing import Final
 
 NAMESPACE: Final = "tickstock"
 
-# Named actors (all in NAMESPACE); a notebook reaches them with ray.get_actor(name, namespace=NAMESPACE).
+# Named actors (all in NAMESPACE): a notebook uses ray.get_actor(name, namespace=NAMESPACE).
 INGEST_ACTOR: Final = "ingest"
 SHARD_ACTOR_PREFIX: Final = "detector-shard-"
 PRIORITY_QUEUE_ACTOR: Final = "priority-queue"
@@ -14,7 +14,8 @@ UNIVERSE_ACTOR: Final = "universe-coordinator"
 GATEWAY_ACTOR: Final = "gateway"
 PERSISTENCE_ACTOR: Final = "persistence"
 
-DEFAULT_GATEWAY_PORT: Final = 8088  # outside Ray's 10002-19999 worker range and its 6379/8265/8080/10001
+# Outside Ray's worker range 10002-19999 and its 6379/8265/8080/10001.
+DEFAULT_GATEWAY_PORT: Final = 8088
 DEFAULT_REPLAY_PORT: Final = 8765
 POLYGON_REALTIME_FEED: Final = "socket.polygon.io"
 POLYGON_REST_BASE: Final = "https://api.polygon.io"

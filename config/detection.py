@@ -30,7 +30,7 @@ class HighLowConfig(Config):
     reversal_window_s: PositiveFloat = 300.0  # opposite extreme within this -> V-top/V-bottom
     rapid_reversal_s: PositiveFloat = 60.0  # reversal faster than this is "rapid"
     history: PositiveInt = 10  # high/low events remembered per ticker for patterns
-    volume_history: PositiveInt = 20  # trade sizes kept for the average volume
+    volume_history: PositiveInt = 20  # volume-eligible sizes (current incl.) averaged: rel_volume
     min_volume_history: PositiveInt = 5  # sizes needed before rel_volume is reported
 
 
@@ -39,7 +39,7 @@ class ValidationConfig(Config):
 
     max_jump_pct: PositiveFloat = 50.0  # % away from the ticker's last price -> rejected
     jump_window_ms: PositiveInt = 60_000  # the jump rule applies within this much event time
-    out_of_order_tolerance_ms: NonNegInt = 0  # older than the ticker's last trade by more -> late
+    out_of_order_tolerance_ms: NonNegInt = 0  # older than the ticker's latest trade by more: drop
 
 
 

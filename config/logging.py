@@ -9,7 +9,9 @@ import re
 from config.constants import ENV_POLYGON_API_KEY
 
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
-_KEY_PARAM = re.compile(r"((?:apiKey|api_key|token|params)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9_\-]{8,}")
+_KEY_PARAM = re.compile(
+    r"((?:apiKey|api_key|token|params)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9_\-]{8,}"
+)
 
 
 def redact(text: str) -> str:

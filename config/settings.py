@@ -83,7 +83,10 @@ class QueueConfig(Config):
 class UniverseConfig(Config):
     """The core universe and the selectable ones."""
 
-    core_files: tuple[str, ...] = ("us_core_universe_membership.csv", "sp500_constituents_2018-04-02.csv")
+    core_files: tuple[str, ...] = (
+        "us_core_universe_membership.csv",
+        "sp500_constituents_2018-04-02.csv",
+    )
     extra_tickers: tuple[str, ...] = ()
 
 

@@ -156,4 +156,5 @@ class BarBatch:
             return BarBatch.empty()
         if len(items) == 1:
             return items[0]
-        return BarBatch(*(np.concatenate([getattr(b, f) for b in items]) for f in BarBatch.__slots__))
+        columns = (np.concatenate([getattr(b, f) for b in items]) for f in BarBatch.__slots__)
+        return BarBatch(*columns)

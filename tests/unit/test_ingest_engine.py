@@ -54,7 +54,8 @@ class FakeShard:
 
 def trades(n: int, start: int = 0) -> TradeBatch:
     syms = [TICKERS[i % len(TICKERS)] for i in range(start, start + n)]
-    return TradeBatch.from_columns(syms, np.arange(start, start + n), np.full(n, 10.0), np.full(n, 100.0))
+    times = np.arange(start, start + n)
+    return TradeBatch.from_columns(syms, times, np.full(n, 10.0), np.full(n, 100.0))
 
 
 def engine(shards: list[FakeShard], **ingest: Any) -> IngestEngine:

@@ -24,7 +24,8 @@ def test_selection_filters_view_and_extends_subscriptions(registry: UniverseRegi
     assert registry.view("u1").tickers is None  # nothing selected: no filter
     registry.select("u1", "highlow", ["DOW30"])
     view = registry.view("u1")
-    assert view.tickers is not None and len(view.tickers) == 30
+    assert view.tickers is not None
+    assert len(view.tickers) == 30
     assert view.selections == {"highlow": ["DOW30"]}
     assert registry.view("u2").tickers is None  # another user is unaffected
 
@@ -38,5 +39,6 @@ def test_bad_requests_rejected(registry: UniverseRegistry) -> None:
 
 def test_extra_tickers_validated(registry: UniverseRegistry) -> None:
     assert registry.add_tickers(["JUNO", "bad symbol!", "", "CPN"]) == 2
-    assert registry.is_member("JUNO") and not registry.is_member("bad symbol!")
+    assert registry.is_member("JUNO")
+    assert not registry.is_member("bad symbol!")
     assert "CPN" in registry.subscription_set()
