@@ -17,6 +17,10 @@ from schemas.batches import FLAG_FORM_T, FLAG_HIGH_LOW, FLAG_LAST, FLAG_VOLUME, 
 FORM_T = 12
 UNKNOWN_FLAGS = FLAG_VOLUME
 REGULAR_BIT = 0x1  # AlgoSeek "Regular": no Polygon id
+EXTENDED_BIT = 0x2000  # AlgoSeek ExtendedHours (T)
+OUT_OF_SEQUENCE_BIT = 0x4000
+SOLD_OUT_OF_SEQUENCE = 32
+EXT_OUT_OF_SEQ = 13
 
 
 def _csv_rows(name: str) -> list[dict[str, str]]:
@@ -81,6 +85,9 @@ def algoseek_to_polygon(hex_flags: str) -> tuple[int, ...]:
         known |= bit
     if value & ~known:
         ids.append(-1)  # an undocumented bit: unknown id, fails closed
+    if value & EXTENDED_BIT and value & OUT_OF_SEQUENCE_BIT:
+        # Together they are SIP code U (13), volume-only in every session: not a Form T print.
+        ids = [cid for cid in ids if cid not in (FORM_T, SOLD_OUT_OF_SEQUENCE)] + [EXT_OUT_OF_SEQ]
     return tuple(ids)
 
 
