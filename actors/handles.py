@@ -24,7 +24,7 @@ class QueueSink:
     def __init__(self, actor: Any, max_in_flight: int = 16) -> None:
         self._actor = actor
         self._max = max_in_flight
-        self._refs: list[ray.ObjectRef] = []
+        self._refs: list[Any] = []
 
     def put(self, output: ShardOutput) -> None:
         self._refs.append(self._actor.put.remote(output))

@@ -237,7 +237,7 @@ class PriorityQueueActor:
         snapshot = self._analytics.snapshot(wm)
         if self._persistence is not None:
             self._queue_analytics(snapshot)
-        return snapshot  # type: ignore[no-any-return]
+        return snapshot
 
     async def stats(self) -> dict[str, Any]:
         return {
@@ -251,7 +251,7 @@ class PriorityQueueActor:
 
     async def session_counts(self) -> dict[str, Any]:
         """Per-ticker counts of the current session (for notebooks and persistence)."""
-        return self._analytics.per_ticker_counts()  # type: ignore[no-any-return]
+        return self._analytics.per_ticker_counts()
 
     async def _persist_loop(self) -> None:
         """Forward events, session counts and analytics to the persistence actor in batches."""

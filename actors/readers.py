@@ -72,7 +72,7 @@ def detect_format(path: str | Path) -> str:
         return "polygon_jsonl"
     if re.search(r"\.csv(\.gz)?$", name):
         opener = gzip.open if name.endswith(".gz") else open
-        with opener(p, "rt") as fh:  # type: ignore[operator]
+        with opener(p, "rt") as fh:
             header = fh.readline().strip().lower()
         if header.startswith("date,time_et,symbol"):
             return "alphavantage"
@@ -307,7 +307,7 @@ def iter_recording(path: str | Path, stats: ReadStats | None = None) -> Iterator
     stats = stats if stats is not None else ReadStats()
     p = Path(path)
     opener = gzip.open if p.name.endswith(".gz") else open
-    with opener(p, "rb") as fh:  # type: ignore[operator]
+    with opener(p, "rb") as fh:
         for line in fh:
             if not line.strip():
                 continue

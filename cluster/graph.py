@@ -93,6 +93,11 @@ def init_ray(settings: Settings) -> None:
     )
 
 
+def _remote(cls: type) -> Any:
+    """`ray.remote` applied in this one place (STYLE §6); typed loosely for actor handles."""
+    return ray.remote(cls)
+
+
 def _opts(name: str, settings: Settings, **extra: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -106,13 +111,13 @@ def _opts(name: str, settings: Settings, **extra: Any) -> dict[str, Any]:
 def build_graph(settings: Settings, *, start_gateway: bool = True) -> Graph:
     """Create (or attach to) every actor of the graph and start the ingest."""
     persistence = _make_persistence(settings)
-    universe = ray.remote(UniverseCoordinatorActor).options(  # type: ignore[attr-defined]
+    universe = _remote(UniverseCoordinatorActor).options(
         **_opts(C.UNIVERSE_ACTOR, settings, max_restarts=-1)
     ).remote(settings)
-    queue = ray.remote(PriorityQueueActor).options(  # type: ignore[attr-defined]
+    queue = _remote(PriorityQueueActor).options(
         **_opts(C.PRIORITY_QUEUE_ACTOR, settings, max_restarts=-1, max_concurrency=1000)
     ).remote(settings, persistence)
-    shard_cls = ray.remote(ShardActor)
+    shard_cls = _remote(ShardActor)
     shards = [
         shard_cls.options(**_opts(
             f"{C.SHARD_ACTOR_PREFIX}{i}", settings, max_restarts=settings.shards.max_restarts,
@@ -120,7 +125,7 @@ def build_graph(settings: Settings, *, start_gateway: bool = True) -> Graph:
         )).remote(i, settings, queue, persistence)
         for i in range(settings.shards.count)
     ]
-    ingest = ray.remote(IngestRayActor).options(  # type: ignore[attr-defined]
+    ingest = _remote(IngestRayActor).options(
         **_opts(C.INGEST_ACTOR, settings, max_restarts=0)
     ).remote(settings, shards, universe)
     graph = Graph(settings, universe, queue, shards, ingest, persistence)
@@ -140,7 +145,7 @@ def _make_persistence(settings: Settings) -> Any:
         return None
     from actors.persistence import PersistenceActor
 
-    return ray.remote(PersistenceActor).options(  # type: ignore[attr-defined]
+    return _remote(PersistenceActor).options(
         **_opts(C.PERSISTENCE_ACTOR, settings, max_restarts=-1, max_concurrency=100)
     ).remote(settings.database_url(), settings.storage)
 
@@ -148,8 +153,12 @@ def _make_persistence(settings: Settings) -> Any:
 def _start_gateway(settings: Settings, graph: Graph) -> tuple[Any, str]:
     from gateway.actor import GatewayActor
 
-    gateway = ray.remote(GatewayActor).options(  # type: ignore[attr-defined]
-        **_opts(C.GATEWAY_ACTOR, settings, max_restarts=-1)
+    placement: dict[str, Any] = {}
+    if settings.cluster.ray_address:
+        # On a cluster the gateway lives on the head, where users' port 8088 is opened.
+        placement["resources"] = {"node:__internal_head__": 0.001}
+    gateway = _remote(GatewayActor).options(
+        **_opts(C.GATEWAY_ACTOR, settings, max_restarts=-1, **placement)
     ).remote(settings, graph.queue, graph.universe, graph.ingest)
     host, port = ray.get(gateway.ready.remote())
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
