@@ -45,6 +45,7 @@ class ShardLane:
     retained: deque[Batch] = field(default_factory=deque)
     retained_rows: int = 0
     checkpoint_seq: int = -1
+    evicted: deque[np.ndarray] = field(default_factory=deque)  # seqs pushed out, uncovered
     last_ack: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0
 
@@ -169,10 +170,13 @@ class IngestEngine:
             lane.retained_rows -= len(old)
             if int(_seqs(old)[-1]) > lane.checkpoint_seq:
                 self.rejected["retention_overflow"] += len(old)
+                lane.evicted.append(_seqs(old))
 
     def _trim(self, lane: ShardLane) -> None:
         while lane.retained and int(_seqs(lane.retained[0])[-1]) <= lane.checkpoint_seq:
             lane.retained_rows -= len(lane.retained.popleft())
+        while lane.evicted and int(lane.evicted[0][-1]) <= lane.checkpoint_seq:
+            lane.evicted.popleft()
 
     async def _await_oldest(self, k: int) -> None:
         lane = self._lanes[k]
@@ -210,9 +214,9 @@ class IngestEngine:
         while not await lane.handle.ping():  # noqa: ASYNC110 - polls a remote actor
             await asyncio.sleep(0.2)
         last = await lane.handle.last_seq()
-        first_retained = int(_seqs(lane.retained[0])[0]) if lane.retained else None
-        if first_retained is not None and first_retained > last + 1:
-            self.lost_on_restart += first_retained - last - 1
+        # Rows of this shard pushed out of retention beyond its checkpoint cannot be re-sent.
+        self.lost_on_restart += sum(int((seqs > last).sum()) for seqs in lane.evicted)
+        lane.evicted.clear()
         lane.checkpoint_seq = last
         resend = [b for b in lane.retained if int(_seqs(b)[-1]) > last]
         lane.retained.clear()

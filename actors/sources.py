@@ -9,6 +9,7 @@ deterministic simulated clock (synthetic), never from the wall clock.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -147,6 +148,17 @@ def load_replay(paths: Sequence[str | Path], stats: ReadStats) -> list[Batch]:
         mb = mb.take(np.argsort(mb.end, kind="stable"))
         out.extend(mb.take(slice(i, i + 65_536)) for i in range(0, len(mb), 65_536))
     out.sort(key=lambda b: int(_batch_time(b)[0]))
+    return _resequence(out)
+
+
+def _resequence(chunks: list[Batch]) -> list[Batch]:
+    """Number rows 0.. across all files in replay order (file row numbers collide)."""
+    out: list[Batch] = []
+    seq = 0
+    for chunk in chunks:
+        numbers = np.arange(seq, seq + len(chunk), dtype=np.int64)
+        seq += len(chunk)
+        out.append(dataclasses.replace(chunk, seq=numbers))
     return out
 
 
