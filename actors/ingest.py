@@ -360,6 +360,8 @@ class IngestActor:
 
     async def wait_done(self, timeout_s: float | None = None) -> bool:
         """True once a finite source (replay) has been fully delivered and flushed."""
+        if self._done.is_set():
+            return True
         try:
             await asyncio.wait_for(self._done.wait(), timeout_s)
         except TimeoutError:
