@@ -32,6 +32,7 @@ from schemas.batches import FLAGS_REGULAR, BarBatch, TradeBatch
 from schemas.polygon import PolygonAgg, PolygonTrade, frame_decoder
 
 CHUNK_ROWS = 65_536
+_NON_FINITE = frozenset({"nan", "inf", "+inf", "-inf", "infinity", "-infinity"})
 
 _ALGOSEEK = re.compile(r"^(\d{8})_([a-z0-9.\-]+)_trade_tick\.csv(\.gz)?$", re.IGNORECASE)
 _LEAN_MINUTE = re.compile(r"^(\d{8})_([a-z0-9.\-]+)_minute_trade\.csv(\.gz)?$", re.IGNORECASE)
@@ -93,33 +94,41 @@ def midnight_ms(day: dt.date) -> int:
 
 
 def _read_csv(raw: bytes, names: list[str], stats: ReadStats, header: bool = False) -> pd.DataFrame:
-    """Parse every field as text; rows with the wrong number of fields are rejected."""
+    """Parse every field as text; rows with a wrong number of fields or an empty field are
+    rejected as `malformed_row` (blank lines included)."""
     lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") or not raw else 1) - (1 if header else 0)
     df = pd.read_csv(
         io.BytesIO(raw), header=0 if header else None, names=None if header else names,
-        dtype=str, on_bad_lines="skip", engine="c", keep_default_na=False,
+        dtype=str, on_bad_lines="skip", engine="c", keep_default_na=False, na_values=[""],
     )
     if header:
         df.columns = [c.strip().lower() for c in df.columns]
-    blank = int((df.apply(lambda col: col.str.len() == 0)).all(axis=1).sum()) if len(df) else 0
     stats.rows += lines
-    bad_shape = lines - len(df)
-    if bad_shape > 0:
-        stats.rejected["malformed_row"] += bad_shape
-    if blank:
-        stats.rejected["malformed_row"] += blank
-    return df
+    bad_shape = lines - len(df)  # too many fields (skipped by the parser) or blank lines
+    short = df.isna().any(axis=1)  # a missing or empty field
+    bad = bad_shape + int(short.sum())
+    if bad > 0:
+        stats.rejected["malformed_row"] += bad
+    return df[~short] if short.any() else df
 
 
-def _numeric(df: pd.DataFrame, cols: list[str], stats: ReadStats) -> pd.DataFrame:
-    """Convert `cols` to numbers; rows with a missing/non-numeric field are rejected."""
+def _numeric(
+    df: pd.DataFrame, cols: list[str], stats: ReadStats, prices: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Convert `cols` to numbers; rows with a missing/non-numeric field are rejected.
+
+    In `prices`, "nan"/"inf" parse (as NaN) so the price check counts them as `bad_price`.
+    """
     out = df.copy()
+    keep_nan = pd.Series(False, index=df.index)
     for c in cols:
-        out[c] = pd.to_numeric(out[c].str.strip(), errors="coerce")
-    ok = out[cols].notna().all(axis=1)
-    # Rows that are entirely empty were already counted in _read_csv.
-    allblank = (df[cols].apply(lambda col: col.str.len() == 0)).all(axis=1)
-    bad = int((~ok & ~allblank).sum())
+        text = out[c].str.strip()
+        out[c] = pd.to_numeric(text, errors="coerce")
+        if c in prices:
+            keep_nan |= text.str.lower().isin(_NON_FINITE)
+    others = [c for c in cols if c not in prices]
+    ok = out[cols].notna().all(axis=1) | (keep_nan & out[others].notna().all(axis=1))
+    bad = int((~ok).sum())
     if bad:
         stats.rejected["malformed_row"] += bad
     return out[ok]
@@ -149,7 +158,7 @@ def load_lobster(path: Path, stats: ReadStats) -> pd.DataFrame:
     assert m is not None
     sym, day = m.group(1).upper(), dt.date.fromisoformat(m.group(2))
     names = ["time", "type", "order_id", "size", "price", "direction"]
-    df = _numeric(_read_csv(_open_bytes(path), names, stats), names, stats)
+    df = _numeric(_read_csv(_open_bytes(path), names, stats), names, stats, ("price",))
     trades = df["type"].isin((4, 5))
     stats.skipped["order_book_message"] += int((~trades).sum())
     df = df[trades]
@@ -174,7 +183,7 @@ def load_algoseek(path: Path, stats: ReadStats) -> pd.DataFrame:
     sym = m.group(2).upper()
     names = ["time_ms", "price", "size", "exchange", "cond", "suspicious"]
     raw = _read_csv(_open_bytes(path), names, stats)
-    df = _numeric(raw, ["time_ms", "price", "size"], stats)
+    df = _numeric(raw, ["time_ms", "price", "size"], stats, ("price",))
     susp = df["suspicious"].str.strip() == "1"
     if susp.any():
         stats.rejected["suspicious"] += int(susp.sum())
@@ -204,7 +213,7 @@ def load_lean_minute(path: Path, stats: ReadStats) -> pd.DataFrame:
     assert m is not None
     day = _yyyymmdd(m.group(1))
     names = ["time_ms", "o", "h", "l", "c", "v"]
-    df = _numeric(_read_csv(_open_bytes(path), names, stats), names, stats)
+    df = _numeric(_read_csv(_open_bytes(path), names, stats), names, stats, ("o", "h", "l", "c"))
     start = midnight_ms(day) + df["time_ms"].to_numpy(dtype=np.int64)
     out = pd.DataFrame({
         "sym": m.group(2).upper(), "start": start, "end": start + 60_000,
@@ -217,7 +226,8 @@ def load_lean_minute(path: Path, stats: ReadStats) -> pd.DataFrame:
 def load_alphavantage(path: Path, stats: ReadStats) -> pd.DataFrame:
     """Alpha Vantage multi-symbol minute bars: columns sym, start, end, o, h, l, c, v, row."""
     df = _read_csv(_open_bytes(path), [], stats, header=True)
-    df = _numeric(df, ["open", "high", "low", "close", "volume"], stats)
+    df = _numeric(df, ["open", "high", "low", "close", "volume"], stats,
+                  ("open", "high", "low", "close"))
     stamp = df["date"].str.strip() + " " + df["time_et"].str.strip()
     parsed = pd.to_datetime(stamp, format="%Y-%m-%d %H:%M", errors="coerce")
     bad = parsed.isna() | (df["symbol"].str.strip() == "")
