@@ -16,7 +16,8 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 
 from actors.bars import Bar
 from actors.market_period import MarketPeriod, market_period
@@ -24,6 +25,7 @@ from actors.sessions import SessionInfo
 from config.detection import SurgeBand, SurgeConfig, SurgePeriod
 from schemas.events import Direction, Event, EventKind
 
+_CV_TOL = 1e-7  # relative: a float volatility this close to a threshold is recomputed exactly
 _TRIGGER_LABELS = {
     "price_and_volume": "price & volume",
     "price": "price",
@@ -47,8 +49,7 @@ class _TickerState:
     window_count: int = 0  # surges since the cap window last reset
 
 
-@dataclass(frozen=True, slots=True)
-class Measure:
+class Measure(NamedTuple):
     """A sampled bar measured against its baseline, and the thresholds that apply."""
 
     move_pct: float  # signed % from the baseline close
@@ -128,20 +129,21 @@ class SurgeDetector:
             if point[0] <= now - interval_ms:
                 base = point
                 break
-        earlier = [v for _, _, v in list(points)[:-1]]
-        mean_volume = sum(earlier) / len(earlier)
+        n = len(points) - 1
+        mean_volume = sum(v for _, _, v in islice(points, n)) / n  # the earlier points
         volatility = self.volatility(points)
         band = self.band(price)
         c = self.config
-        vol_mult = {"HIGH": c.high_volatility_mult, "LOW": c.low_volatility_mult}
+        mult = (
+            c.high_volatility_mult if volatility == "HIGH"
+            else c.low_volatility_mult if volatility == "LOW" else 1.0
+        )
         return Measure(
             move_pct=(price - base[1]) / base[1] * 100.0,
             move_usd=price - base[1],
             volume_mult=volume / mean_volume if mean_volume > 0 else 0.0,
             volatility=volatility,
-            thr_pct=min(params.period_pct, band.pct)
-            * vol_mult.get(volatility, 1.0)
-            * params.period_mult,
+            thr_pct=min(params.period_pct, band.pct) * mult * params.period_mult,
             thr_usd=band.dollar * params.period_mult,
             thr_volume=params.volume_threshold,
         )
@@ -151,12 +153,18 @@ class SurgeDetector:
         now = points[-1][0]
         since = now - self.config.volatility_window_s * 1000
         prices = [p for ts, p, _ in points if ts >= since]
-        if len(prices) < max(self.config.volatility_min_points, 2):
+        n = len(prices)
+        if n < max(self.config.volatility_min_points, 2):
             return "NORMAL"
-        cv = statistics.stdev(prices) / statistics.fmean(prices) * 100.0
-        if cv > self.config.high_volatility_pct:
+        high, low = self.config.high_volatility_pct, self.config.low_volatility_pct
+        # Plain floats: `statistics` (exact, but slow) decides only the close calls.
+        mean = sum(prices) / n
+        cv = math.sqrt(sum((p - mean) * (p - mean) for p in prices) / (n - 1)) / mean * 100.0
+        if abs(cv - high) <= _CV_TOL * high or abs(cv - low) <= _CV_TOL * low:
+            cv = statistics.stdev(prices) / statistics.fmean(prices) * 100.0
+        if cv > high:
             return "HIGH"
-        if cv < self.config.low_volatility_pct:
+        if cv < low:
             return "LOW"
         return "NORMAL"
 

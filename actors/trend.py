@@ -13,8 +13,10 @@ lives for its session (bounded by time and points), never wiped by a wall-clock 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Any
+from itertools import pairwise
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,61 +24,16 @@ import numpy.typing as npt
 from actors.bars import Bar
 from actors.market_period import MarketPeriod, market_period
 from actors.sessions import SessionInfo
+from actors.trend_windows import PointLog, SpanSums
 from config.detection import TrendBucket, TrendConfig, TrendPeriod
 from schemas.events import Direction, Event, EventKind
 
 F64 = npt.NDArray[np.float64]
 _TS, _PRICE, _VWAP, _VOLUME = range(4)
-_INITIAL_WIDTH = 32
-
-
-class History:
-    """A bounded, append-only table of points (time, close, VWAP, volume), kept contiguous."""
-
-    __slots__ = ("_buf", "_cap", "_hi", "_lo")
-
-    def __init__(self, cap: int) -> None:
-        self._cap = cap
-        self._buf = np.empty((4, min(_INITIAL_WIDTH, 2 * cap)))
-        self._lo = 0
-        self._hi = 0
-
-    def __len__(self) -> int:
-        return self._hi - self._lo
-
-    def append(self, ts: int, price: float, vwap: float, volume: float) -> None:
-        """Add a point; beyond `cap` points the oldest goes."""
-        if self._hi == self._buf.shape[1]:
-            self._make_room()
-        self._buf[:, self._hi] = (ts, price, vwap, volume)
-        self._hi += 1
-        if self._hi - self._lo > self._cap:
-            self._lo += 1
-
-    def drop_before(self, ts: float) -> None:
-        """Forget the points older than `ts` (Unix ms)."""
-        self._lo += int(np.searchsorted(self._buf[_TS, self._lo : self._hi], ts, "left"))
-
-    def since(self, ts: float) -> npt.NDArray[np.float64]:
-        """The points at or after `ts` as a (4, n) view."""
-        view = self._buf[:, self._lo : self._hi]
-        return view[:, int(np.searchsorted(view[_TS], ts, "left")) :]
-
-    def rows(self) -> list[list[float]]:
-        """The points as rows (for snapshots)."""
-        return self._buf[:, self._lo : self._hi].T.tolist()  # type: ignore[no-any-return]
-
-    def _make_room(self) -> None:
-        live = self._buf[:, self._lo : self._hi]
-        width = self._buf.shape[1]
-        if 2 * live.shape[1] > width and width < 2 * self._cap:
-            grown = np.empty((4, min(2 * width, 2 * self._cap)))
-            grown[:, : live.shape[1]] = live
-            self._buf = grown
-        else:
-            self._buf[:, : live.shape[1]] = live.copy()
-        self._hi = live.shape[1]
-        self._lo = 0
+_TOL = 1e-9  # a running-sum score this close to a threshold it meets is recomputed exactly
+_CV_TOL = 1e-7  # the same, relative, for the volatility thresholds
+_TRIM_AT = 2_048  # points out of the history kept before a ticker's lists are cut
+PrevAt = tuple[int, int, int, int]  # (time, points per window, head, end) of a scored bar
 
 
 @dataclass(slots=True)
@@ -84,11 +41,13 @@ class _TickerState:
     """What the detector remembers of one ticker in one session (bounded)."""
 
     session_start: int
-    history: History
+    log: PointLog  # the points and their running window sums
     first_ms: int  # the ticker's first bar this session (its age starts here)
     pv: float = 0.0  # session sum of price x volume
     volume: float = 0.0  # session volume
-    prev_score: float | None = None  # the previous bar's combined score (before retracement)
+    prev_score: float | None = None  # the previous scored bar's combined score (before retracement)
+    prev_exact: bool = True  # prev_score came from the exact scorer
+    prev_at: PrevAt | None = None  # where to recompute prev_score exactly (when it is not)
     last_emit: int | None = None
     last_direction: str | None = None
     count_up: int = 0
@@ -99,8 +58,7 @@ class _TickerState:
         return self.pv / self.volume if self.volume > 0 else None
 
 
-@dataclass(frozen=True, slots=True)
-class Scores:
+class Scores(NamedTuple):
     """The three window scores, their combination and the thresholds applied to it."""
 
     windows: tuple[float, float, float]  # short, medium, long
@@ -134,7 +92,14 @@ class WindowTerms:
 
 
 class TrendDetector:
-    """Find trends in the per-second bars of many tickers (pure; clock = bar time)."""
+    """Find trends in the per-second bars of many tickers (pure; clock = bar time).
+
+    Each bar is scored from running window sums (`actors/trend_windows.py`), O(1) per bar.
+    They are rounded differently from the exact numpy formulation (`score`, `window_score`),
+    so when a comparison that decides anything (volatility class, retracement, direction,
+    strength, the best window) is within `_TOL` of its threshold, the bar is re-scored
+    exactly: the decisions are those of the exact formulation.
+    """
 
     def __init__(self, config: TrendConfig) -> None:
         self.config = c = config
@@ -151,6 +116,14 @@ class TrendDetector:
         self._decay = c.recency_decay ** np.arange(c.max_history, dtype=np.float64)[::-1]
         self._weight_cache: dict[int, F64] = {}
         self._keep_ms = max(max(c.windows_s), c.volatility_window_s) * 1000
+        # _weight_sums[n]: the sum of the n newest recency weights (before normalising).
+        self._weight_sums = [0.0, *np.cumsum(self._decay[::-1]).tolist()]
+        self.exact_rescores = 0  # bars re-scored exactly because a threshold was that close
+        self._buckets = _Tiers([b.below for b in c.buckets])
+        self._factors = _Tiers([f.below for f in c.retracement_factors])
+        self._threshold_cache: dict[
+            tuple[int, str, int], tuple[TrendPeriod, tuple[float, float]]
+        ] = {}
 
     def on_bar(self, bar: Bar, session: SessionInfo, base_price: float) -> Event | None:
         """Add `bar` to the ticker's history and return a trend event if one is due."""
@@ -158,15 +131,17 @@ class TrendDetector:
             self._suppress("bad_bar")
             return None
         state = self._record(bar, session)
+        if state is None:
+            return None
         period = market_period(
             bar.start, session, self.config.opening_s * 1000, self.config.closing_s * 1000
         )
         params = self._periods[period]
-        if len(state.history) < self.config.history_factor * params.points_per_window:
+        if len(state.log) < self.config.history_factor * params.points_per_window:
             return None
         if (bar.end - state.first_ms) < params.warmup_s * 1000:
             return None
-        scores = self.score(state, bar, params)
+        scores = self._running_score(state, bar, params)
         direction = self.classify(scores)
         if direction is None:
             if scores.retraced:
@@ -183,34 +158,26 @@ class TrendDetector:
         """Forget everything about `ticker` (its market session changed)."""
         self._states.pop(ticker, None)
 
-    # -- scoring -------------------------------------------------------------------------------
+    # -- exact scoring (the reference formulation) -----------------------------------------------
 
     def score(self, state: _TickerState, bar: Bar, params: TrendPeriod) -> Scores:
-        """Score the windows, combine them and apply the one-sided retracement rule.
+        """Score the ticker's history at `bar.end` exactly (numpy) and apply the retracement rule.
 
         The raw combined score is remembered as the ticker's previous score: the next bar's
         retracement test compares against it.
         """
         c = self.config
-        now = bar.end
-        points = state.history.since(now - self._keep_ms)
-        terms = WindowTerms(points)
-        windows = tuple(
-            self.window_score(terms, terms.first_at(now - w * 1000), params.points_per_window)
-            for w in c.windows_s
-        )
-        raw = sum(wt * s for wt, s in zip(c.window_weights, windows, strict=True))
-        volatility = self.volatility(
-            points[_PRICE, terms.first_at(now - c.volatility_window_s * 1000) :]
-        )
-        mult = {"HIGH": c.high_volatility_mult, "LOW": c.low_volatility_mult}.get(volatility, 1.0)
-        bucket = self.bucket(bar.c)
-        direction_thr = min(params.direction, bucket.direction) * mult * params.sensitivity
-        strong_thr = min(params.strength, bucket.strength) * mult * params.sensitivity
-        prev, state.prev_score = state.prev_score, raw
+        log = state.log
+        points = self._points(log, log.head, len(log.t), bar.end)
+        windows, raw = self._exact_windows(points, bar.end, params.points_per_window)
+        first = int(np.searchsorted(points[_TS], bar.end - c.volatility_window_s * 1000, "left"))
+        volatility = self.volatility(points[_PRICE, first:])
+        direction_thr, strong_thr = self._thresholds(params, bar.c, volatility)
+        prev = self._prev_score(state)
+        state.prev_score, state.prev_exact, state.prev_at = raw, True, None
         retraced = self.retraced(prev, raw, direction_thr, params.retracement * self.factor(bar.c))
         return Scores(
-            windows=(windows[0], windows[1], windows[2]),
+            windows=windows,
             combined=0.0 if retraced else raw,
             direction_thr=direction_thr,
             strong_thr=strong_thr,
@@ -256,6 +223,162 @@ class TrendDetector:
             return "HIGH"
         return "LOW" if cv < c.low_volatility_pct else "NORMAL"
 
+    def _exact_windows(
+        self, points: F64, now: int, min_points: int
+    ) -> tuple[tuple[float, float, float], float]:
+        terms = WindowTerms(points)
+        s0, s1, s2 = (
+            self.window_score(terms, terms.first_at(now - w * 1000), min_points)
+            for w in self.config.windows_s
+        )
+        raw = sum(wt * s for wt, s in zip(self.config.window_weights, (s0, s1, s2), strict=True))
+        return (s0, s1, s2), raw
+
+    def _points(self, log: PointLog, head: int, end: int, now: int) -> F64:
+        """The history as the exact scorer sees it at `now`: (4, n) from `now - keep` on."""
+        points = log.arrays(head, end)
+        return points[:, int(np.searchsorted(points[_TS], now - self._keep_ms, "left")) :]
+
+    def _prev_score(self, state: _TickerState) -> float | None:
+        """The previous score, exactly (recomputed from the points it was scored on)."""
+        if state.prev_exact or state.prev_at is None:
+            return state.prev_score
+        now, min_points, head, end = state.prev_at
+        return self._exact_windows(self._points(state.log, head, end, now), now, min_points)[1]
+
+    # -- running scoring (the fast path) ---------------------------------------------------------
+
+    def _running_score(self, state: _TickerState, bar: Bar, params: TrendPeriod) -> Scores:
+        """`score` from the running sums, re-scored exactly in a close call."""
+        log = state.log
+        end = len(log.t)
+        volatility = self._running_volatility(log, end)
+        direction_thr, strong_thr = self._thresholds(params, bar.c, volatility)
+        limit = params.retracement * self.factor(bar.c)
+        windows = self._running_windows(log, end, params.points_per_window)
+        w0, w1, w2 = self.config.window_weights
+        raw = w0 * windows[0] + w1 * windows[1] + w2 * windows[2]
+        prev = state.prev_score
+        exact = self._close_call(prev, raw, windows, log, direction_thr, strong_thr, limit)
+        if exact:
+            self.exact_rescores += 1
+            points = self._points(log, log.head, end, bar.end)
+            windows, raw = self._exact_windows(points, bar.end, params.points_per_window)
+            prev = self._prev_score(state)
+        state.prev_score, state.prev_exact = raw, exact
+        state.prev_at = None if exact else (bar.end, params.points_per_window, log.head, end)
+        retraced = self.retraced(prev, raw, direction_thr, limit)
+        return Scores(
+            windows=windows,
+            combined=0.0 if retraced else raw,
+            direction_thr=direction_thr,
+            strong_thr=strong_thr,
+            volatility=volatility,
+            retraced=retraced,
+            raw=raw,
+        )
+
+    def _running_volatility(self, log: PointLog, end: int) -> str:
+        c = self.config
+        spread = log.spread
+        n = end - spread.start
+        if n < max(c.volatility_min_points, 2):
+            return "NORMAL"
+        cv = spread.cv_pct(n)
+        high, low = c.high_volatility_pct, c.low_volatility_pct
+        if abs(cv - high) <= _CV_TOL * high or abs(cv - low) <= _CV_TOL * low:
+            self.exact_rescores += 1
+            return self.volatility(np.array(log.price[spread.start : end], dtype=np.float64))
+        if cv > high:
+            return "HIGH"
+        return "LOW" if cv < low else "NORMAL"
+
+    def _running_windows(
+        self, log: PointLog, end: int, min_points: int
+    ) -> tuple[float, float, float]:
+        """The window scores from the span sums; spans holding the same points score the same."""
+        a, b, c = log.spans
+        sa = self._span_score(a, end - a.start, min_points)
+        sb = sa if b.start == a.start else self._span_score(b, end - b.start, min_points)
+        if c.start == b.start:
+            return sa, sb, sb
+        return sa, sb, sa if c.start == a.start else self._span_score(c, end - c.start, min_points)
+
+    def _span_score(self, span: SpanSums, n: int, min_points: int) -> float:
+        """`window_score` from running sums."""
+        if n < max(min_points, 2):
+            return 0.0
+        c = self.config
+        w_points, w_steps = self._weight_sums[n], self._weight_sums[n - 1]
+        price_c = (span.step / w_steps) / (c.price_norm_pct / 100.0 * (span.price / n))
+        price_c = -1.0 if price_c < -1.0 else 1.0 if price_c > 1.0 else price_c  # _clamp
+        vwap_c = c.vwap_level_gain * (span.rel / w_points) + c.vwap_change_gain * (
+            span.rel_step / w_steps
+        )
+        vwap_c = -1.0 if vwap_c < -1.0 else 1.0 if vwap_c > 1.0 else vwap_c
+        volume_c = 0.0
+        if span.positive:
+            volume_c = (span.signed / w_steps) * n / span.volume / c.volume_norm
+            volume_c = -1.0 if volume_c < -1.0 else 1.0 if volume_c > 1.0 else volume_c
+        return c.price_weight * price_c + c.vwap_weight * vwap_c + c.volume_weight * volume_c
+
+    @staticmethod
+    def _close_call(
+        prev: float | None,
+        raw: float,
+        windows: tuple[float, float, float],
+        log: PointLog,
+        direction_thr: float,
+        strong_thr: float,
+        limit: float,
+    ) -> bool:
+        """Whether a decision on these scores lies within `_TOL` of its threshold."""
+        t = _TOL
+        if prev is not None and abs(prev) >= direction_thr - t:  # retracement may apply
+            if abs(abs(prev) - direction_thr) <= t or abs(raw) <= t:
+                return True
+            if prev * raw > 0:
+                given_back = prev - raw if prev > 0 else raw - prev
+                if abs(given_back) <= t or abs(given_back - limit * abs(prev)) <= t:
+                    return True
+                if given_back > 0 and given_back / abs(prev) >= limit:
+                    return False  # retraced: the score is 0, nothing else to decide
+        magnitude = abs(raw)
+        if abs(magnitude - direction_thr) <= t:
+            return True
+        if magnitude < direction_thr:
+            return False
+        if abs(magnitude - strong_thr) <= t or abs(magnitude - 2 * direction_thr) <= t:
+            return True
+        spans = log.spans
+        return any(
+            abs(windows[i] - windows[j]) <= t and spans[i].start != spans[j].start
+            for i, j in ((0, 1), (0, 2), (1, 2))
+        )
+
+    # -- decisions -------------------------------------------------------------------------------
+
+    def _thresholds(
+        self, params: TrendPeriod, price: float, volatility: str
+    ) -> tuple[float, float]:
+        """(direction, strong) thresholds: min(period, bucket) x volatility x sensitivity."""
+        c = self.config
+        key = (id(params), volatility, self._buckets.index(price))
+        cached = self._threshold_cache.get(key)
+        if cached is not None and cached[0] is params:
+            return cached[1]
+        mult = (
+            c.high_volatility_mult if volatility == "HIGH"
+            else c.low_volatility_mult if volatility == "LOW" else 1.0
+        )
+        bucket = c.buckets[key[2]]
+        thresholds = (
+            min(params.direction, bucket.direction) * mult * params.sensitivity,
+            min(params.strength, bucket.strength) * mult * params.sensitivity,
+        )
+        self._threshold_cache[key] = (params, thresholds)  # params kept: its id stays unique
+        return thresholds
+
     @staticmethod
     def retraced(prev: float | None, score: float, direction_thr: float, limit: float) -> bool:
         """Whether `score` gave back at least `limit` of a directional `prev` (same sign).
@@ -286,17 +409,11 @@ class TrendDetector:
 
     def bucket(self, price: float) -> TrendBucket:
         """The price bucket of `price`."""
-        for bucket in self.config.buckets:
-            if price < bucket.below:
-                return bucket
-        return self.config.buckets[-1]
+        return self.config.buckets[self._buckets.index(price)]
 
     def factor(self, price: float) -> float:
         """The retracement multiplier of `price`."""
-        for tier in self.config.retracement_factors:
-            if price < tier.below:
-                return tier.factor
-        return self.config.retracement_factors[-1].factor
+        return self.config.retracement_factors[self._factors.index(price)].factor
 
     # -- gates and emission ---------------------------------------------------------------------
 
@@ -343,8 +460,9 @@ class TrendDetector:
         vwap = state.vwap
         sign = 1.0 if up else -1.0
         best = max(range(3), key=lambda i: (sign * s.windows[i], -i))
-        long_points = state.history.since(bar.end - self.config.windows_s[-1] * 1000)
-        mean_volume = float(long_points[_VOLUME].mean())
+        longest = state.log.spans[-1]  # the points of windows_s[-1]
+        n = len(state.log.t) - longest.start
+        mean_volume = longest.volume / n if longest.positive else 0.0
         return Event(
             id=f"{bar.ticker}:trend:{bar.end}:{count}",
             ticker=bar.ticker,
@@ -373,18 +491,47 @@ class TrendDetector:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _record(self, bar: Bar, session: SessionInfo) -> _TickerState:
+    def _record(self, bar: Bar, session: SessionInfo) -> _TickerState | None:
         state = self._states.get(bar.ticker)
         if state is None or state.session_start != session.start_ms:
-            state = _TickerState(session.start_ms, History(self.config.max_history), bar.end)
+            state = _TickerState(session.start_ms, self._new_log(), bar.end)
             self._states[bar.ticker] = state
+        elif state.log.t and bar.end < state.log.t[-1]:
+            self._suppress("out_of_order")  # the engine hands bars out in time order
+            return None
         price = bar.vwap if bar.vwap > 0 and math.isfinite(bar.vwap) else bar.c
         state.pv += price * bar.v
         state.volume += bar.v
         vwap = state.vwap
-        state.history.drop_before(bar.end - self._keep_ms)
-        state.history.append(bar.end, bar.c, bar.c if vwap is None else vwap, bar.v)
+        state.log.append(bar.end, bar.c, bar.c if vwap is None else vwap, bar.v)
+        if state.log.head >= _TRIM_AT:
+            self._trim(state)
         return state
+
+    def _trim(self, state: _TickerState) -> None:
+        """Cut the points before the history (making the previous score exact if it needs them)."""
+        cut = state.log.head
+        if state.prev_at is not None:
+            now, min_points, head, end = state.prev_at
+            if head < cut:
+                state.prev_score, state.prev_exact = self._prev_score(state), True
+                state.prev_at = None
+            else:
+                state.prev_at = (now, min_points, head - cut, end - cut)
+        state.log.trim()
+
+    def _new_log(self) -> PointLog:
+        return PointLog(**self._log_params())
+
+    def _log_params(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "spans_ms": tuple(w * 1000 for w in c.windows_s),
+            "spread_ms": int(c.volatility_window_s * 1000),
+            "keep_ms": int(self._keep_ms),
+            "cap": c.max_history,
+            "decay": c.recency_decay,
+        }
 
     def _weights(self, n: int) -> F64:
         """Recency weights of `n` items, oldest first, summing to 1."""
@@ -405,10 +552,11 @@ class TrendDetector:
                 ticker: {
                     "session_start": s.session_start,
                     "first_ms": s.first_ms,
-                    "history": s.history.rows(),
+                    "history": s.log.rows(),
+                    "sums": s.log.sums(),
                     "pv": s.pv,
                     "volume": s.volume,
-                    "prev_score": s.prev_score,
+                    "prev_score": self._prev_score(s),
                     "last_emit": s.last_emit,
                     "last_direction": s.last_direction,
                     "count_up": s.count_up,
@@ -423,12 +571,10 @@ class TrendDetector:
         self.suppressed = {str(k): int(v) for k, v in data.get("suppressed", {}).items()}
         self._states = {}
         for ticker, s in data["tickers"].items():
-            history = History(self.config.max_history)
-            for ts, price, vwap, volume in s["history"]:
-                history.append(int(ts), price, vwap, volume)
+            log = PointLog.from_rows(s["history"], s.get("sums"), **self._log_params())
             self._states[str(ticker)] = _TickerState(
                 session_start=int(s["session_start"]),
-                history=history,
+                log=log,
                 first_ms=int(s["first_ms"]),
                 pv=float(s["pv"]),
                 volume=float(s["volume"]),
@@ -438,6 +584,21 @@ class TrendDetector:
                 count_up=int(s["count_up"]),
                 count_down=int(s["count_down"]),
             )
+
+
+class _Tiers:
+    """Price tiers by their `below` bounds: the first tier a price is below, else the last."""
+
+    __slots__ = ("_bounds", "_ordered")
+
+    def __init__(self, bounds: list[float]) -> None:
+        self._bounds = bounds[:-1]
+        self._ordered = all(a <= b for a, b in pairwise(self._bounds))
+
+    def index(self, price: float) -> int:
+        if self._ordered:
+            return bisect_right(self._bounds, price)
+        return next((i for i, b in enumerate(self._bounds) if price < b), len(self._bounds))
 
 
 def _clamp(x: float, limit: float = 1.0) -> float:

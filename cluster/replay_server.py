@@ -28,14 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import datetime as dt
 import logging
-import uuid
 from collections import Counter, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -47,98 +44,36 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from actors.polygon_frames import EventTape, FrameTape, Tick, open_tape
-from actors.sessions import ET, SessionClock, local_date
+from actors.sessions import ET, local_date
+from cluster.replay_faults import (
+    AUTH_FAILED_MSG,
+    AUTH_FAULTS,
+    MALFORMED,
+    MAX_CONNECTIONS_MSG,
+    SLOW_CONSUMER_MSG,
+    TERMINAL_FAULTS,
+    Fault,
+    parse_fault,
+    status_frame,
+)
+from cluster.replay_rest import rest_app
 from config.constants import DEFAULT_REPLAY_PORT
-from schemas.events import MarketSession
 from schemas.polygon import action_decoder
 
+__all__ = ["Fault", "ReplayServer", "parse_fault", "replay_server_main"]
+
 log = logging.getLogger("tickstock.replay_server")
+# websockets logs frames at DEBUG, client auth frames (API keys) included: not for us.
+wire_log = logging.getLogger("tickstock.replay_server.wire")
+wire_log.setLevel(logging.INFO)
 
 WS_PATH = "/stocks"
 CHANNELS = frozenset({"T", "A", "AM", "Q", "LULD", "NOI", "FMV"})
 CONNECTED = b'[{"ev":"status","status":"connected","message":"Connected Successfully"}]'
 AUTH_SUCCESS = b'[{"ev":"status","status":"auth_success","message":"authenticated"}]'
-AUTH_FAILED_MSG = "authentication failed"
-MAX_CONNECTIONS_MSG = (
-    "Maximum number of websocket connections exceeded. You have reached the connection "
-    "limit for your account."
-)
-SLOW_CONSUMER_MSG = "Your connection has been closed because you are a slow consumer."
 MAX_FRAME_BYTES = 900_000  # under the client's 1 MiB default max_size
 MERGE_MAX_EVENTS = 5_000  # events packed into one frame for a client that lags
 SETTLE_TIMEOUT_S = 2.0
-MALFORMED: dict[str, bytes] = {
-    "bad_json": b'[{"ev":"T","sym":"AAPL","p":',
-    "not_array": b'{"ev":"T","sym":"AAPL","p":1.0,"s":1,"t":1}',
-    "unknown_ev": b'[{"ev":"ZZ","sym":"AAPL","p":1.0}]',
-    "missing_fields": b'[{"ev":"T","sym":"AAPL"}]',
-    "wrong_types": b'[{"ev":"T","sym":"AAPL","p":"1.0","s":1,"t":"soon"}]',
-    "status_no_message": b'[{"ev":"status","status":"info"}]',
-}
-FAULT_KINDS = frozenset(
-    {"drop", "auth_failed", "drop_auth", "max_connections", "stall", "slow_consumer",
-     "malformed"}
-)
-AUTH_FAULTS = frozenset({"auth_failed", "drop_auth"})
-
-
-def _status(status: str, message: str | None) -> bytes:
-    body: dict[str, str] = {"ev": "status", "status": status}
-    if message is not None:
-        body["message"] = message
-    return msgspec.json.encode([body])
-
-
-# -- faults ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One scripted misbehaviour, applied to the next connection it fits.
-
-    kinds:
-    - `drop`: after `after_frames` data frames, close with `code` (1006 = TCP reset without a
-      close frame; 1000/1001/1011 = a close frame with that code);
-    - `auth_failed`: answer the next `times` auths with `auth_failed`;
-    - `drop_auth`: reset the next connection on its auth message, before any reply;
-    - `max_connections`: after the subscribe acks, send `max_connections` and close 1008;
-    - `stall`: after `after_frames`, send nothing for `seconds` (data meanwhile is missed);
-    - `slow_consumer`: pack `factor` ticks per frame for `frames` frames, then send
-      `slow_consumer` and close 1008;
-    - `malformed`: after `after_frames`, send one bad frame (`what`: a key of `MALFORMED`).
-    """
-
-    kind: str
-    after_frames: int = 0
-    code: int = 1006
-    seconds: float = 1.0
-    what: str = "bad_json"
-    times: int = 1
-    factor: int = 10
-    frames: int = 3
-
-    def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {self.kind!r}: one of {sorted(FAULT_KINDS)}")
-        if self.kind == "malformed" and self.what not in MALFORMED:
-            raise ValueError(f"unknown malformed frame {self.what!r}: one of {sorted(MALFORMED)}")
-
-
-def parse_fault(spec: str) -> Fault:
-    """`kind[:key=value,...]`, e.g. `drop:after=50,code=1006` or `stall:after=5,seconds=3`."""
-    kind, _, rest = spec.partition(":")
-    names = {"after": "after_frames", "after_frames": "after_frames", "code": "code",
-             "seconds": "seconds", "what": "what", "times": "times", "factor": "factor",
-             "frames": "frames"}
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or key not in names:
-            raise ValueError(f"bad fault option {item!r} in {spec!r}")
-        name = names[key]
-        kwargs[name] = value if name == "what" else float(value) if name == "seconds" else int(
-            value)
-    return Fault(kind.strip(), **kwargs)
 
 
 # -- subscriptions and accounts -------------------------------------------------------------
@@ -316,10 +251,12 @@ class ReplayServer:
         """Listen on the WebSocket and REST ports and start the broadcast clock."""
         self._ws = await serve(
             self._handle, self.host, self._port, process_request=self._route,
-            max_size=2**20, server_header="tickstock-replay",
+            max_size=2**20, server_header="tickstock-replay", logger=wire_log,
+            compression=None,  # no permessage-deflate: cheaper at both ends, real backpressure
+            close_timeout=1.0,
         )
         self._port = self._ws.sockets[0].getsockname()[1]
-        runner = web.AppRunner(self._rest_app(), access_log=None)
+        runner = web.AppRunner(rest_app(self), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._rest_port)
         await site.start()
@@ -358,7 +295,7 @@ class ReplayServer:
         if fault.kind in AUTH_FAULTS:
             return
         for conn in self._conns:
-            if conn.fault is None and not conn.closing and conn.key:
+            if conn.fault is None and not conn.closing and conn.key and len(self.faults) == 1:
                 conn.fault = self.faults.pop()
                 conn.wakeup.set()
                 return
@@ -457,18 +394,19 @@ class ReplayServer:
                 msg = await asyncio.wait_for(conn.ws.recv(), max(0.0, deadline - loop.time()))
             except TimeoutError:
                 record.outcome = "auth_timeout"
-                await conn.ws.send(_status("auth_timeout", "No authentication request received."))
+                await conn.ws.send(
+                    status_frame("auth_timeout", "No authentication request received."))
                 await conn.ws.close(1008, "auth timeout")
                 return None
             try:
                 action = action_decoder.decode(msg)
             except msgspec.DecodeError:
                 self.counts["bad_action"] += 1
-                await conn.ws.send(_status("error", "invalid action"))
+                await conn.ws.send(status_frame("error", "invalid action"))
                 continue
             if action.action == "auth":
                 return await self._check_auth(conn, record, action.params)
-            await conn.ws.send(_status("error", "not authorized"))
+            await conn.ws.send(status_frame("error", "not authorized"))
 
     async def _check_auth(self, conn: Conn, record: ConnectionRecord, key: str) -> str | None:
         acct = self.account(key)
@@ -486,16 +424,18 @@ class ReplayServer:
             if head.times > 1:
                 self.faults.appendleft(replace(head, times=head.times - 1))
             self._fire(head)
-            return await self._fail_auth(conn, record)
+            await self._fail_auth(conn, record)
+            return None
         if not key or (self.keys is not None and key not in self.keys):
-            return await self._fail_auth(conn, record)
+            await self._fail_auth(conn, record)
+            return None
         await conn.ws.send(AUTH_SUCCESS, text=True)
         record.outcome = "authenticated"
         return key
 
     async def _fail_auth(self, conn: Conn, record: ConnectionRecord) -> None:
         record.outcome = "auth_failed"
-        await conn.ws.send(_status("auth_failed", AUTH_FAILED_MSG))
+        await conn.ws.send(status_frame("auth_failed", AUTH_FAILED_MSG))
         await conn.ws.close(1008, "authentication failed")
 
     async def _serve(self, conn: Conn, key: str, record: ConnectionRecord) -> None:
@@ -505,11 +445,15 @@ class ReplayServer:
             await self._refuse(conn, acct, record)
             return
         acct.live = conn
-        head = self.faults[0] if self.faults else None
-        if head is not None and head.kind not in AUTH_FAULTS:
-            conn.fault = self.faults.popleft()
+        conn.fault = self._next_fault()
         async for message in conn.ws:
             await self._on_action(conn, acct, message)
+
+    def _next_fault(self) -> Fault | None:
+        """The head of the script if it applies to an authenticated connection."""
+        if self.faults and self.faults[0].kind not in AUTH_FAULTS:
+            return self.faults.popleft()
+        return None
 
     async def _refuse(self, conn: Conn, acct: Account, record: ConnectionRecord) -> None:
         """A second connection for a key: ack its subscribe, then refuse it (as Polygon does)."""
@@ -523,7 +467,7 @@ class ReplayServer:
         conn.closing = True
         self._update_reader()
         acct.refusals.append(asyncio.get_running_loop().time())
-        await conn.ws.send(_status("max_connections", MAX_CONNECTIONS_MSG))
+        await conn.ws.send(status_frame("max_connections", MAX_CONNECTIONS_MSG))
         await conn.ws.close(1008, "max connections")
 
     async def _ack(self, conn: Conn, message: str | bytes, sub: Subscription) -> bool:
@@ -531,26 +475,33 @@ class ReplayServer:
             action = action_decoder.decode(message)
         except msgspec.DecodeError:
             self.counts["bad_action"] += 1
-            await conn.ws.send(_status("error", "invalid action"))
+            await conn.ws.send(status_frame("error", "invalid action"))
             return False
         if action.action not in ("subscribe", "unsubscribe"):
-            await conn.ws.send(_status("error", f"unknown action {action.action[:32]!r}"))
+            await conn.ws.send(status_frame("error", f"unknown action {action.action[:32]!r}"))
             return False
         adding = action.action == "subscribe"
         for topic in filter(None, (t.strip() for t in action.params.split(","))):
             chan, dot, sym = topic.partition(".")
             if not dot or chan not in CHANNELS or not sym:
-                await conn.ws.send(_status("error", f"invalid subscription: {topic[:64]}"))
+                await conn.ws.send(status_frame("error", f"invalid subscription: {topic[:64]}"))
                 continue
             if adding:
                 sub.add(chan, sym)
-                await conn.ws.send(_status("success", f"subscribed to: {topic}"))
+                await conn.ws.send(status_frame("success", f"subscribed to: {topic}"))
             else:
                 sub.remove(chan, sym)
-                await conn.ws.send(_status("success", f"unsubscribed to: {topic}"))
+                await conn.ws.send(status_frame("success", f"unsubscribed to: {topic}"))
         return True
 
     async def _on_action(self, conn: Conn, acct: Account, message: str | bytes) -> None:
+        fault = conn.fault
+        if fault is not None and fault.kind == "no_acks":
+            self._fire(fault)
+            conn.fault = replace(fault, times=fault.times - 1) if fault.times > 1 else (
+                self._next_fault())
+            self.counts["ignored_actions"] += 1
+            return
         if not await self._ack(conn, message, conn.sub):
             return
         acct.subs = conn.sub.copy()
@@ -595,10 +546,14 @@ class ReplayServer:
     async def _write(self, conn: Conn, acct: Account) -> None:
         try:
             while not conn.closing:
-                if conn.fault is not None and conn.frames_sent >= conn.fault.after_frames:
-                    fault, conn.fault = conn.fault, None
+                fault = conn.fault
+                if (fault is not None and fault.kind != "no_acks"
+                        and conn.frames_sent >= fault.after_frames):
+                    conn.fault = None
                     self._fire(fault)
                     await self._apply(conn, acct, fault)
+                    if fault.kind not in TERMINAL_FAULTS:
+                        conn.fault = self._next_fault()
                     continue
                 if not conn.pending:
                     conn.wakeup.clear()
@@ -614,10 +569,16 @@ class ReplayServer:
         raw, parts, trades = conn.pending.popleft()
         if raw is None:
             parts = list(parts)
+            size = sum(map(len, parts))
             while conn.pending and conn.pending[0][0] is None and len(parts) < max_events:
-                _, more, n = conn.pending.popleft()
+                _, more, n = conn.pending[0]
+                extra = sum(map(len, more)) + len(more)
+                if size + extra > MAX_FRAME_BYTES:
+                    break
+                conn.pending.popleft()
                 parts.extend(more)
                 trades += n
+                size += extra
             raw = b"[" + b",".join(parts) + b"]"
         if len(conn.pending) < self.queue_frames:
             conn.drained.set()
@@ -678,7 +639,7 @@ class ReplayServer:
             if conn.pending:
                 await self._send_pending(conn, acct, MERGE_MAX_EVENTS)
         conn.closing = True
-        await conn.ws.send(_status("slow_consumer", SLOW_CONSUMER_MSG))
+        await conn.ws.send(status_frame("slow_consumer", SLOW_CONSUMER_MSG))
         await self._drop(conn, acct, 1008)
 
     def _fire(self, fault: Fault) -> None:
@@ -694,10 +655,7 @@ class ReplayServer:
         while True:
             origin_wall = loop.time()
             origin_t: int | None = None
-            for tick in self.tape.ticks(group_ms, self.events_per_frame):
-                if tick.t < self.start_ms:
-                    self.counts["skipped_before_start"] += len(tick)
-                    continue
+            for tick in self.tape.ticks(group_ms, self.events_per_frame, self.start_ms):
                 if origin_t is None:
                     origin_t = tick.t
                 if self.speed > 0:
@@ -754,10 +712,18 @@ class ReplayServer:
 
     async def _kick_slow(self, conn: Conn, acct: Account) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await conn.ws.send(_status("slow_consumer", SLOW_CONSUMER_MSG))
+            await conn.ws.send(status_frame("slow_consumer", SLOW_CONSUMER_MSG))
             await self._drop(conn, acct, 1008)
 
-    # -- REST stub --------------------------------------------------------------------------
+    # -- helpers ----------------------------------------------------------------------------
+
+    def first_prices(self) -> dict[str, float]:
+        """First price per symbol on the tape (the REST stub's previous close)."""
+        return self.tape.first_prices()
+
+    def first_t(self) -> int:
+        """Event time of the tape's first event."""
+        return self.tape.first_t
 
     def _start_ms(self, start_at: str | None) -> int:
         if not start_at or not self.tape.first_t:
@@ -765,85 +731,6 @@ class ReplayServer:
         day = local_date(self.tape.first_t)
         hh, mm = (int(x) for x in start_at.split(":")[:2])
         return int(dt.datetime.combine(day, dt.time(hh, mm), tzinfo=ET).timestamp() * 1000)
-
-    def _rest_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._rest_auth])
-        app.router.add_get("/v2/aggs/ticker/{ticker}/prev", self._prev_close)
-        app.router.add_get("/v1/marketstatus/now", self._market_status)
-        app.router.add_get("/v1/marketstatus/upcoming", self._market_holidays)
-        return app
-
-    @web.middleware
-    async def _rest_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.counts["rest_requests"] += 1
-        auth = request.headers.get("Authorization", "")
-        key = auth[7:].strip() if auth.startswith("Bearer ") else request.query.get("apiKey", "")
-        rid = uuid.uuid4().hex
-        if not key:
-            return web.json_response(
-                {"status": "ERROR", "request_id": rid,
-                 "error": "API Key was not provided"}, status=401)
-        if self.keys is not None and key not in self.keys:
-            return web.json_response(
-                {"status": "NOT_AUTHORIZED", "request_id": rid,
-                 "message": "You are not entitled to this data. Please upgrade your plan."},
-                status=403)
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    async def _prev_close(self, request: web.Request) -> web.Response:
-        ticker = request.match_info["ticker"].upper()
-        price = self.tape.first_prices().get(ticker)
-        results = []
-        if price is not None:
-            day = local_date(self.tape.first_t)
-            prev = int(dt.datetime.combine(day - dt.timedelta(days=1), dt.time(16),
-                                           tzinfo=ET).timestamp() * 1000)
-            results.append({"T": ticker, "v": 0, "vw": price, "o": price, "c": price,
-                            "h": price, "l": price, "t": prev, "n": 0})
-        return web.json_response({
-            "ticker": ticker, "queryCount": len(results), "resultsCount": len(results),
-            "adjusted": True, "results": results, "status": "OK",
-            "request_id": uuid.uuid4().hex, "count": len(results),
-        })
-
-    async def _market_status(self, request: web.Request) -> web.Response:
-        now = self.clock_ms
-        session = SessionClock().session_at(now).session
-        market = {MarketSession.REGULAR: "open", MarketSession.PRE: "extended-hours",
-                  MarketSession.AFTER: "extended-hours"}.get(session, "closed")
-        server_time = dt.datetime.fromtimestamp(now / 1000, tz=ET).isoformat(timespec="seconds")
-        return web.json_response({
-            "market": market, "earlyHours": session == MarketSession.PRE,
-            "afterHours": session == MarketSession.AFTER, "serverTime": server_time,
-            "exchanges": {"nasdaq": market, "nyse": market, "otc": market},
-            "currencies": {"fx": "open", "crypto": "open"},
-        })
-
-    async def _market_holidays(self, request: web.Request) -> web.Response:
-        return web.json_response(upcoming_holidays(local_date(self.clock_ms)))
-
-
-def upcoming_holidays(after: dt.date, limit: int = 10) -> list[dict[str, str]]:
-    """Polygon's /v1/marketstatus/upcoming entries after `after`, from the NYSE calendar."""
-    text = resources.files("config").joinpath(
-        "data/nyse_closures_early_closes_2000_2030.csv").read_text()
-    out: list[dict[str, str]] = []
-    rows = [r for r in csv.DictReader(text.splitlines())
-            if dt.date.fromisoformat(r["date"]) > after and r["status"] != "late_open"]
-    for row in rows[:limit]:
-        for exchange in ("NYSE", "NASDAQ"):
-            entry = {"date": row["date"], "exchange": exchange, "name": row["name"],
-                     "status": "closed" if row["status"] == "closed" else "early-close"}
-            if row["status"] == "early_close":
-                day = dt.date.fromisoformat(row["date"])
-                for name, hhmm in (("open", row["open_et"]), ("close", row["close_et"])):
-                    hh, mm = (int(x) for x in hhmm.split(":"))
-                    at = dt.datetime.combine(day, dt.time(hh, mm), tzinfo=ET)
-                    entry[name] = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-            out.append(entry)
-    return out
-
 
 # -- command line ---------------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ import pytest
 import ray
 
 from actors.detector_engine import DetectorEngine
-from actors.sources import load_replay
 from actors.readers import ReadStats
+from actors.sources import load_replay
 from cluster.graph import Graph, build_graph, shutdown_graph, start_ingest
 from config.settings import Settings, load_settings
 from schemas.batches import TradeBatch

@@ -25,7 +25,8 @@ def test_formats_by_name_and_content(real_data_dir: Path, tmp_path: Path) -> Non
     assert detect_format(real_data_dir / ALGOSEEK) == "algoseek_tick"
     minute = "algoseek_lean/minute/goog/20151224_goog_minute_trade.csv.gz"
     assert detect_format(real_data_dir / minute) == "lean_minute"
-    assert detect_format(real_data_dir / "alphavantage_1min_2018/2018-02-16.csv.gz") == "alphavantage"
+    av = real_data_dir / "alphavantage_1min_2018/2018-02-16.csv.gz"
+    assert detect_format(av) == "alphavantage"
     assert detect_format(tmp_path / "x.jsonl.gz") == "polygon_jsonl"
     other = tmp_path / "notes.csv"
     other.write_text("a,b\n1,2\n")
