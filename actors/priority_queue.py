@@ -13,6 +13,7 @@ what is there (possibly nothing) after at most `timeout_s`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import heapq
 import itertools
@@ -36,21 +37,31 @@ _ANALYTICS_COLUMNS = frozenset({"net_score", "buy_volume", "sell_volume", "activ
 
 
 class PriorityEventQueue:
-    """Bounded priority queue of events; pure (the clock is injected for residency)."""
+    """Bounded priority queue of events; pure (the clock is injected for residency).
+
+    Events are held per market session and `pop` serves the oldest session first, one session
+    per call, so a consumer sees every session change in order even when a fast replay crosses
+    several sessions between two pulls.
+    """
 
     def __init__(self, config: QueueConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._cfg = config
         self._clock = clock
-        self._heap: list[tuple[int, int, float, Event]] = []
+        self._heaps: dict[int, list[tuple[int, int, float, Event]]] = {}
+        self._keys: dict[int, tuple[str, str]] = {}  # session start -> (date, session)
+        self._order: list[int] = []  # session starts seen and not yet passed, ascending
+        self._serving = 0  # start of the session `pop` last served
+        self._size = 0
         self._arrival = itertools.count()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._sessions = SessionClock()
         self.dropped: Counter[str] = Counter()
         self.accepted = 0
         self.delivered = 0
+        self.late_session = 0
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return self._size
 
     def priority(self, event: Event) -> int:
         """1 for index ETFs in the first minutes of REGULAR, else by kind."""
@@ -69,6 +80,15 @@ class PriorityEventQueue:
             self._seen.popitem(last=False)
         return False
 
+    def note_time(self, ms: int) -> int:
+        """Register the session of an event time (e.g. a watermark); return its start."""
+        info = self._sessions.session_at(ms)
+        if info.start_ms not in self._keys:
+            self._keys[info.start_ms] = info.key
+            self._heaps[info.start_ms] = []
+            bisect.insort(self._order, info.start_ms)
+        return info.start_ms
+
     def put(self, events: Iterable[Event]) -> int:
         """Admit events; return how many were accepted."""
         accepted = 0
@@ -83,25 +103,48 @@ class PriorityEventQueue:
                 self.dropped["duplicate"] += 1
                 continue
             prio = self.priority(event)
-            size = len(self._heap)
-            if size >= limit:
+            if self._size >= limit:
                 self.dropped["full"] += 1
                 continue
-            if size >= near_full and prio > 1:
+            if self._size >= near_full and prio > 1:
                 self.dropped["near_full"] += 1
                 continue
-            heapq.heappush(self._heap, (prio, next(self._arrival), now, event))
+            start = self.note_time(event.time)
+            if start < self._serving:
+                # A slower shard's event of a session already passed: deliver it now, in the
+                # session being served, rather than announce the old session again.
+                start = self._serving
+                self.late_session += 1
+            heapq.heappush(self._heaps[start], (prio, next(self._arrival), now, event))
+            self._size += 1
             accepted += 1
         self.accepted += accepted
         return accepted
 
+    def current_session(self) -> tuple[str, str] | None:
+        """(date, session) that the next `pop` serves, or None before any data."""
+        self._skip_passed()
+        return self._keys[self._order[0]] if self._order else None
+
+    def _skip_passed(self) -> None:
+        while len(self._order) > 1 and not self._heaps[self._order[0]]:
+            passed = self._order.pop(0)
+            del self._heaps[passed], self._keys[passed]
+
     def pop(self, max_events: int) -> list[Event]:
-        """Up to `max_events` events in priority order; stale ones are dropped and counted."""
+        """Up to `max_events` events of the oldest pending session, in priority order; stale
+        ones are dropped and counted."""
+        self._skip_passed()
+        if not self._order:
+            return []
+        self._serving = self._order[0]
+        heap = self._heaps[self._serving]
         out: list[Event] = []
         max_age_s = self._cfg.max_event_age_ms / 1000
         now = self._clock()
-        while self._heap and len(out) < max_events:
-            _, _, enqueued, event = heapq.heappop(self._heap)
+        while heap and len(out) < max_events:
+            _, _, enqueued, event = heapq.heappop(heap)
+            self._size -= 1
             if now - enqueued > max_age_s:
                 self.dropped["stale"] += 1
                 continue
@@ -111,10 +154,12 @@ class PriorityEventQueue:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "depth": len(self._heap),
+            "depth": self._size,
             "accepted": self.accepted,
             "delivered": self.delivered,
             "dropped": dict(self.dropped),
+            "sessions_pending": len(self._order),
+            "late_session": self.late_session,
         }
 
 
@@ -160,6 +205,8 @@ class PriorityQueueActor:
         prev = self._watermarks.get(output.shard, 0)
         self._watermarks[output.shard] = max(prev, output.watermark)
         self._roll_session()
+        if output.watermark:
+            self._queue.note_time(output.watermark)
         if output.analytics:  # event counts arrive in the shard deltas (counted once)
             self._analytics.merge(output.analytics)
         accepted = self._queue.put(output.events)
@@ -214,19 +261,20 @@ class PriorityQueueActor:
         ))
 
     async def collect(self, max_events: int = 1000, timeout_s: float = 0.5) -> Collected:
-        """Events in priority order (waits up to `timeout_s` when empty) plus market state."""
+        """Events of the oldest pending session in priority order (waits up to `timeout_s`
+        when empty) plus the market state; the session reported is the events' session."""
         if not len(self._queue):
             self._has_data.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._has_data.wait(), timeout_s)
+        key = self._queue.current_session()
         events = self._queue.pop(max_events)
         wm = self.watermark
-        info = self._sessions.session_at(wm) if wm else None
         return Collected(
             events=events,
             watermark=wm,
-            session=info.session.value if info else MarketSession.CLOSED.value,
-            session_date=info.date.isoformat() if info else "",
+            session=key[1] if key else MarketSession.CLOSED.value,
+            session_date=key[0] if key else "",
             analytics=self._snapshot(wm),
             dropped=dict(self._queue.dropped),
         )

@@ -31,7 +31,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections import Counter, deque
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from actors.polygon_frames import EventTape, FrameTape, Tick, open_tape
+from actors.polygon_frames import EventTape, FrameTape, Tape, Tick, open_tape
 from actors.sessions import ET, local_date
 from cluster.replay_faults import (
     AUTH_FAILED_MSG,
@@ -191,7 +191,7 @@ class ReplayServer:
         events_per_frame: int = 100,
         queue_frames: int = 2_000,
         start_at: str | None = None,
-        tape: EventTape | FrameTape | None = None,
+        tape: Tape | None = None,
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0")
@@ -655,7 +655,7 @@ class ReplayServer:
         while True:
             origin_wall = loop.time()
             origin_t: int | None = None
-            for tick in self.tape.ticks(group_ms, self.events_per_frame, self.start_ms):
+            for tick in self._ticks(group_ms):
                 if origin_t is None:
                     origin_t = tick.t
                 if self.speed > 0:
@@ -671,6 +671,12 @@ class ReplayServer:
         self.finished.set()
         log.info("replay finished: %s", {k: v for k, v in self.stats().items()
                                          if k in ("frames", "events", "trades_sent")})
+
+    def _ticks(self, group_ms: int) -> Iterator[Tick]:
+        # Only the recorded-data tapes can start late; other tapes (bench/loadgen.py) can't.
+        if self.start_ms and isinstance(self.tape, EventTape | FrameTape):
+            return self.tape.ticks(group_ms, self.events_per_frame, start_ms=self.start_ms)
+        return self.tape.ticks(group_ms, self.events_per_frame)
 
     async def _dispatch(self, tick: Tick) -> None:
         for acct in list(self.accounts.values()):

@@ -81,3 +81,31 @@ def test_invalid_items_counted_not_raised() -> None:
     q = PriorityEventQueue(QueueConfig())
     assert q.put(["not an event", None]) == 0  # type: ignore[list-item]
     assert q.dropped["invalid"] == 2
+
+
+def test_sessions_served_in_order_one_per_pop() -> None:
+    q = PriorityEventQueue(QueueConfig())
+    pre, reg, after = ms("2013-10-07 09:00"), ms("2013-10-07 10:00"), ms("2013-10-07 16:30")
+    q.put([ev("IBM", "high", after), ev("IBM", "high", reg), ev("IBM", "low", pre)])
+    q.note_time(after)
+    served = []
+    while len(q):
+        session = q.current_session()
+        served.append((session, [e.time for e in q.pop(10)]))
+    assert served == [(("2013-10-07", "PRE"), [pre]), (("2013-10-07", "REGULAR"), [reg]),
+                      (("2013-10-07", "AFTER"), [after])]
+
+
+def test_late_event_of_a_passed_session_is_delivered_not_reannounced() -> None:
+    q = PriorityEventQueue(QueueConfig())
+    reg, after = ms("2013-10-07 15:59"), ms("2013-10-07 16:01")
+    q.put([ev("IBM", "high", reg)])
+    q.note_time(after)
+    assert [e.time for e in q.pop(10)] == [reg]
+    q.put([ev("IBM", "high", after)])
+    assert q.current_session() == ("2013-10-07", "AFTER")
+    q.pop(10)
+    q.put([ev("SPY", "low", reg + 1)])  # a slower shard's REGULAR event
+    assert q.current_session() == ("2013-10-07", "AFTER")
+    assert [e.ticker for e in q.pop(10)] == ["SPY"]
+    assert q.late_session == 1
