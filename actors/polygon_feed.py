@@ -185,6 +185,7 @@ class PolygonFeed:
         self._wall_ms = wall_ms
         self._queue_limit = queue_frames or cfg.queue_max_frames
         self._queue: asyncio.Queue[tuple[int, str | bytes] | None] = asyncio.Queue()
+        self._space = asyncio.Event()
         self._rng = rng or random.Random()
         self._desired: set[str] = set()
         self._conn: _Connection | None = None
@@ -231,6 +232,7 @@ class PolygonFeed:
         """Raw frames `(recv_ms, frame)` in arrival order, until `stop()`."""
         while True:
             item = await self._queue.get()
+            self._space.set()
             if item is None:
                 return
             yield item
@@ -495,9 +497,13 @@ class PolygonFeed:
                 self.rejected["callback_error"] += 1
                 log.exception("polygon feed: frame callback failed")
             return
-        if self._queue.qsize() >= self._queue_limit:
-            self.rejected["queue_overflow"] += 1
-            return
+        while self._queue.qsize() >= self._queue_limit:
+            if self.cfg.overflow == "drop":
+                self.rejected["queue_overflow"] += 1
+                return
+            self.counts["backpressure_waits"] += 1
+            self._space.clear()
+            await self._space.wait()  # stop reading the socket until the decoder catches up
         self._queue.put_nowait((recv_ms, frame))
 
     def _on_status_frame(self, frame: str | bytes) -> None:

@@ -60,6 +60,10 @@ class PolygonConfig(Config):
     ping_interval_s: PositiveFloat = 20.0
     open_timeout_s: PositiveFloat = 10.0
     queue_max_frames: PositiveInt = 10_000  # raw frames buffered between socket and decoder
+    # When that buffer is full: "block" stops reading the socket (TCP backpressure; the lag
+    # grows and Polygon may end a slow consumer, which the feed reconnects), "drop" discards
+    # the frame and counts it as `queue_overflow`.
+    overflow: Literal["block", "drop"] = "block"
 
 
 class ShardConfig(Config):
