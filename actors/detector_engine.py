@@ -25,7 +25,7 @@ extreme nearer the open at start + d/3, the other extreme at start + 2d/3 and th
 end − 1 (d = end − start; the high goes first on a tie). A bar's path is unknown; visiting the
 nearer extreme first is the usual assumption (it is what a random walk most likely did), and
 the trade times keep the cooldown meaningful inside a minute bar (validation counts rejects
-per such trade). The bars themselves go to Surge/Trend through `SecondBarBuilder.add_bar`.
+per such trade). The bars themselves go to Surge/Trend through `SecondBarBuilder.add_bars`.
 Feed a ticker either trades or bars: both would show HighLow the same prices twice.
 
 Determinism: the same rows in the same order give the same events for any batch split (given
@@ -68,6 +68,7 @@ from schemas.events import Event, MarketSession
 SNAPSHOT_VERSION = 1
 EXTENDED = frozenset({MarketSession.PRE, MarketSession.AFTER})
 Rows = npt.NDArray[np.int64]
+TradeGroup = tuple[str, I64, F64, F64]  # one ticker's trades: t, p, s
 
 
 def effective_flags_array(flags: U8, extended: bool) -> U8:
@@ -172,8 +173,10 @@ class DetectorEngine:
         events: list[Event] = []
         for session, session_groups in self._by_session(batch, groups):
             self._enter_shard_session(session)
+            pressure: list[TradeGroup] = []  # the session's analytics input, in one call
             for ticker, rows in session_groups:
-                events.extend(self._ticker_trades(ticker, session, batch, rows, feed))
+                events.extend(self._ticker_trades(ticker, session, batch, rows, feed, pressure))
+            self._analytics.on_trade_groups(pressure)
         self._watermark = max(self._watermark, max(int(batch.t[r].max()) for _, r in groups))
         return events
 
@@ -225,7 +228,13 @@ class DetectorEngine:
             self._shard_session = session.start_ms
 
     def _ticker_trades(
-        self, ticker: str, session: SessionInfo, batch: TradeBatch, rows: Rows, feed: bool
+        self,
+        ticker: str,
+        session: SessionInfo,
+        batch: TradeBatch,
+        rows: Rows,
+        feed: bool,
+        pressure: list[TradeGroup],
     ) -> list[Event]:
         current = self._ticker_session.get(ticker)
         if current is not None and session.start_ms < current:
@@ -236,11 +245,13 @@ class DetectorEngine:
         flags = effective_flags_array(batch.flags[rows], session.session in EXTENDED)
         events = self._highlow.process(ticker, session, t, p, s, flags)
         if feed:
-            self._feed_last(ticker, t, p, s, flags)
+            self._feed_last(ticker, t, p, s, flags, pressure)
         return events
 
-    def _feed_last(self, ticker: str, t: I64, p: F64, s: F64, flags: U8) -> None:
-        """Trades that may set the last price feed the bars and analytics."""
+    def _feed_last(
+        self, ticker: str, t: I64, p: F64, s: F64, flags: U8, pressure: list[TradeGroup]
+    ) -> None:
+        """Trades that may set the last price feed the bars and (via `pressure`) analytics."""
         last = (flags & FLAG_LAST) != 0
         if not last.all():
             t, p, s, flags = t[last], p[last], s[last], flags[last]
@@ -248,7 +259,7 @@ class DetectorEngine:
             return
         size = s if (flags & FLAG_VOLUME).all() else np.where(flags & FLAG_VOLUME, s, 0.0)
         self._bars.add_trades(ticker, t, p, size)
-        self._analytics.on_trades(ticker, t, p, size)
+        pressure.append((ticker, t, p, size))
 
     # -- bars ----------------------------------------------------------------------------
 
@@ -262,35 +273,43 @@ class DetectorEngine:
         bars = batch if ok.all() else batch.take(ok)
         trades = bars_as_trades(bars)
         events = self._detect(trades, np.ones(len(trades), dtype=bool), feed=False)
-        for bar in _bars_of(bars):
-            self._bars.add_bar(bar)
+        feed = _bars_of(bars)
+        pressure: list[TradeGroup] = []
         for ticker, rows in group_rows(bars.sym):
+            self._bars.add_bars(ticker, [feed[i] for i in rows.tolist()])
             # One trade per bar (its close, volume) for the pressure gauge.
-            self._analytics.on_trades(ticker, bars.end[rows] - 1, bars.c[rows], bars.v[rows])
+            pressure.append((ticker, bars.end[rows] - 1, bars.c[rows], bars.v[rows]))
+        self._analytics.on_trade_groups(pressure)
         self._watermark = max(self._watermark, int(bars.end.max()))
         events.extend(self._run_bars(self._drain()))
         return self._finish(events)
 
     def _drain(self) -> list[Bar]:
-        return self._bars.drain(self._watermark)
+        return self._bars.drain(self._watermark, ordered=self._bar_detectors_on())
+
+    def _bar_detectors_on(self) -> bool:
+        """Whether anything consumes the bars (else they need not be handed out in order)."""
+        return self._surge is not None or self._trend is not None
 
     def _run_bars(self, bars: list[Bar]) -> list[Event]:
         """Surge and Trend on closed bars (in event-time order)."""
         events: list[Event] = []
-        if self._surge is None and self._trend is None:
+        detectors = [d for d in (self._surge, self._trend) if d is not None]
+        if not detectors:
             return events
+        session: SessionInfo | None = None
         for bar in bars:
-            session = self._clock.session_at(bar.start)
+            if session is None or not session.start_ms <= bar.start < session.end_ms:
+                session = self._clock.session_at(bar.start)  # bars are time-ordered: rarely
             if self._bar_session.get(bar.ticker) != session.start_ms:
                 self._reset_bar_detectors(bar.ticker)
                 self._bar_session[bar.ticker] = session.start_ms
             # 0 when HighLow has no base in this session yet: the detectors then report no %.
             base = self._highlow.base(bar.ticker, session.start_ms) or 0.0
-            for detector in (self._surge, self._trend):
-                if detector is not None:
-                    event = detector.on_bar(bar, session, base)
-                    if event is not None:
-                        events.append(event)
+            for detector in detectors:
+                event = detector.on_bar(bar, session, base)
+                if event is not None:
+                    events.append(event)
         return events
 
     def _reset_bar_detectors(self, ticker: str) -> None:
@@ -302,7 +321,7 @@ class DetectorEngine:
 
     def flush(self) -> list[Event]:
         """Close every pending bar (end of a stream) and return the events that follow."""
-        return self._finish(self._run_bars(self._bars.drain_all()))
+        return self._finish(self._run_bars(self._bars.drain_all(self._bar_detectors_on())))
 
     def _finish(self, events: list[Event]) -> list[Event]:
         if events:
@@ -394,14 +413,16 @@ def bars_as_trades(bars: BarBatch) -> TradeBatch:
     )
 
 
-def _bars_of(batch: BarBatch) -> Iterator[Bar]:
+def _bars_of(batch: BarBatch) -> list[Bar]:
     cols = zip(
         batch.sym.tolist(), batch.start.tolist(), batch.end.tolist(), batch.o.tolist(),
         batch.h.tolist(), batch.l.tolist(), batch.c.tolist(), batch.v.tolist(),
         batch.vw.tolist(), strict=True,
     )
-    for sym, start, end, o, h, lo, c, v, vw in cols:
-        yield Bar(sym, start, end, o, h, lo, c, v, vw if vw > 0 else c, 0)
+    return [
+        Bar(sym, start, end, o, h, lo, c, v, vw if vw > 0 else c, 0)
+        for sym, start, end, o, h, lo, c, v, vw in cols
+    ]
 
 
 def _build_detectors(

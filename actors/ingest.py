@@ -388,13 +388,20 @@ class IngestActor:
             "ticks_per_s": round(self._rate.rate(), 1),
             "events": e.events,
             "last_event_ms": e.last_event_ms,
-            "lag_ms": _lag_ms(e.last_event_ms),
+            "lag_ms": self._lag_ms(),
             "rejected": dict(e.rejected),
             "lost_on_restart": e.lost_on_restart,
             "shards": e.lane_stats(),
             "source_stats": self._source.stats() if self._source is not None else {},
             "uptime_s": round(time.monotonic() - self._started_at, 1) if self._started_at else 0,
         }
+
+    def _lag_ms(self) -> int | None:
+        """Receive time behind event time; only a live feed has one (replays run on their own
+        clock, the synthetic market on a simulated one)."""
+        if self._settings.ingest.source != "polygon":
+            return None
+        return _lag_ms(self._engine.last_event_ms)
 
     async def ping(self) -> str:
         return "ok"

@@ -17,6 +17,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from actors.bars import Bar
@@ -69,6 +70,13 @@ class Measure(NamedTuple):
         return self.volume_mult > 0 and self.volume_mult >= k * self.thr_volume
 
 
+class _Moves(NamedTuple):
+    price: float  # the newest close
+    move_pct: float
+    move_usd: float
+    volume_mult: float
+
+
 class SurgeDetector:
     """Find surges in the per-second bars of many tickers (pure; clock = bar time)."""
 
@@ -84,6 +92,9 @@ class SurgeDetector:
             MarketPeriod.PREMARKET: c.premarket,
             MarketPeriod.CLOSED: c.closed,
         }
+        # % threshold multiplier by volatility, and the volatility with the smallest one
+        self._mults = {"HIGH": c.high_volatility_mult, "LOW": c.low_volatility_mult, "NORMAL": 1.0}
+        self._loosest = min(self._mults, key=self._mults.__getitem__)
 
     def on_bar(self, bar: Bar, session: SessionInfo, base_price: float) -> Event | None:
         """Sample `bar` and return a surge event if every test and gate passes."""
@@ -102,7 +113,17 @@ class SurgeDetector:
         state.points.append((bar.end, bar.c, bar.v))
         if len(state.points) < params.min_points:
             return None
-        measure = self.measure(state.points, params, interval_ms)
+        volume_mult = self._volume_mult(state.points)
+        if params.mode == "STRICT" and not (
+            volume_mult > 0 and volume_mult >= params.volume_threshold
+        ):
+            return None  # STRICT needs the volume test (`trigger`): no price move can do
+        moves = self._moves(state.points, interval_ms, volume_mult)
+        # Triggers only get easier as the % threshold falls, so when none fires at the
+        # loosest volatility none fires at the real one: skip measuring the volatility.
+        if self.trigger(self._measured(moves, params, self._loosest), params.mode) is None:
+            return None
+        measure = self._measured(moves, params, self.volatility(state.points))
         trigger = self.trigger(measure, params.mode)
         if trigger is None:
             return None
@@ -123,27 +144,42 @@ class SurgeDetector:
         self, points: deque[tuple[int, float, float]], params: SurgePeriod, interval_ms: float
     ) -> Measure:
         """Measure the newest point against its baseline and derive the thresholds."""
-        now, price, volume = points[-1]
+        moves = self._moves(points, interval_ms, self._volume_mult(points))
+        return self._measured(moves, params, self.volatility(points))
+
+    @staticmethod
+    def _volume_mult(points: deque[tuple[int, float, float]]) -> float:
+        """The newest volume over the mean volume of the earlier points (0 if that is 0)."""
+        n = len(points) - 1
+        mean_volume = sum(map(itemgetter(2), islice(points, n))) / n
+        return points[-1][2] / mean_volume if mean_volume > 0 else 0.0
+
+    @staticmethod
+    def _moves(
+        points: deque[tuple[int, float, float]], interval_ms: float, volume_mult: float
+    ) -> _Moves:
+        """The newest point against its baseline (the newest point one interval old)."""
+        now, price, _ = points[-1]
         base = points[0]
         for point in reversed(points):
             if point[0] <= now - interval_ms:
                 base = point
                 break
-        n = len(points) - 1
-        mean_volume = sum(v for _, _, v in islice(points, n)) / n  # the earlier points
-        volatility = self.volatility(points)
-        band = self.band(price)
-        c = self.config
-        mult = (
-            c.high_volatility_mult if volatility == "HIGH"
-            else c.low_volatility_mult if volatility == "LOW" else 1.0
-        )
-        return Measure(
+        return _Moves(
+            price=price,
             move_pct=(price - base[1]) / base[1] * 100.0,
             move_usd=price - base[1],
-            volume_mult=volume / mean_volume if mean_volume > 0 else 0.0,
+            volume_mult=volume_mult,
+        )
+
+    def _measured(self, moves: _Moves, params: SurgePeriod, volatility: str) -> Measure:
+        band = self.band(moves.price)
+        return Measure(
+            move_pct=moves.move_pct,
+            move_usd=moves.move_usd,
+            volume_mult=moves.volume_mult,
             volatility=volatility,
-            thr_pct=min(params.period_pct, band.pct) * mult * params.period_mult,
+            thr_pct=min(params.period_pct, band.pct) * self._mults[volatility] * params.period_mult,
             thr_usd=band.dollar * params.period_mult,
             thr_volume=params.volume_threshold,
         )

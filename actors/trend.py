@@ -141,6 +141,7 @@ class TrendDetector:
             return None
         if (bar.end - state.first_ms) < params.warmup_s * 1000:
             return None
+        state.log.sync()  # only now: a ticker that never passes the gates needs no sums
         scores = self._running_score(state, bar, params)
         direction = self.classify(scores)
         if direction is None:
@@ -509,8 +510,8 @@ class TrendDetector:
         return state
 
     def _trim(self, state: _TickerState) -> None:
-        """Cut the points before the history (making the previous score exact if it needs them)."""
-        cut = state.log.head
+        """Cut the points nothing needs (making the previous score exact if it needs them)."""
+        cut = state.log.dead()
         if state.prev_at is not None:
             now, min_points, head, end = state.prev_at
             if head < cut:
@@ -518,7 +519,7 @@ class TrendDetector:
                 state.prev_at = None
             else:
                 state.prev_at = (now, min_points, head - cut, end - cut)
-        state.log.trim()
+        state.log.trim(cut)
 
     def _new_log(self) -> PointLog:
         return PointLog(**self._log_params())
@@ -527,8 +528,8 @@ class TrendDetector:
         c = self.config
         return {
             "spans_ms": tuple(w * 1000 for w in c.windows_s),
-            "spread_ms": int(c.volatility_window_s * 1000),
-            "keep_ms": int(self._keep_ms),
+            "spread_ms": c.volatility_window_s * 1000,
+            "keep_ms": self._keep_ms,
             "cap": c.max_history,
             "decay": c.recency_decay,
         }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,16 +31,38 @@ from config.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class ShardActor(DetectorShard):
-    """The Ray-side constructor: wraps handles and detects a restart."""
+def _lookup(name: str | None, settings: Settings) -> Any:
+    """A named actor of this deployment (None stays None).
 
-    def __init__(self, shard: int, settings: Settings, queue: Any, persistence: Any) -> None:
-        restored = ray.get_runtime_context().was_current_actor_reconstructed
+    Restartable actors take peers by name, not by handle: Ray keeps constructor arguments
+    that hold handles in the object store, and a restart fails if those are lost (#53727).
+    """
+    return None if name is None else ray.get_actor(name, namespace=settings.cluster.namespace)
+
+
+def _was_restarted() -> bool:
+    with warnings.catch_warnings():  # Ray 2.60 trips its own deprecation inside this property
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+
+class ShardActor(DetectorShard):
+    """The Ray-side constructor: looks up its peers and detects a restart."""
+
+    def __init__(self, shard: int, settings: Settings, queue: str, persistence: str | None) -> None:
+        checkpoints = _lookup(persistence, settings)
         super().__init__(
-            shard, settings, QueueSink(queue),
-            CheckpointSink(persistence) if persistence is not None else None,
-            restored=restored,
+            shard, settings, QueueSink(_lookup(queue, settings)),
+            CheckpointSink(checkpoints) if checkpoints is not None else None,
+            restored=_was_restarted(),
         )
+
+
+class QueueActor(PriorityQueueActor):
+    """The Ray-side constructor of the priority queue."""
+
+    def __init__(self, settings: Settings, persistence: str | None) -> None:
+        super().__init__(settings, _lookup(persistence, settings))
 
 
 class IngestRayActor(IngestActor):
@@ -114,15 +137,16 @@ def build_graph(settings: Settings, *, start_gateway: bool = True) -> Graph:
     universe = _remote(UniverseCoordinatorActor).options(
         **_opts(C.UNIVERSE_ACTOR, settings, max_restarts=-1)
     ).remote(settings)
-    queue = _remote(PriorityQueueActor).options(
+    persistence_name = C.PERSISTENCE_ACTOR if persistence is not None else None
+    queue = _remote(QueueActor).options(
         **_opts(C.PRIORITY_QUEUE_ACTOR, settings, max_restarts=-1, max_concurrency=1000)
-    ).remote(settings, persistence)
+    ).remote(settings, persistence_name)
     shard_cls = _remote(ShardActor)
     shards = [
         shard_cls.options(**_opts(
             f"{C.SHARD_ACTOR_PREFIX}{i}", settings, max_restarts=settings.shards.max_restarts,
             num_cpus=settings.shards.num_cpus,
-        )).remote(i, settings, queue, persistence)
+        )).remote(i, settings, C.PRIORITY_QUEUE_ACTOR, persistence_name)
         for i in range(settings.shards.count)
     ]
     ingest = _remote(IngestRayActor).options(

@@ -26,7 +26,7 @@ from actors.detector_engine import DetectorEngine
 from actors.readers import read_file
 from config.detection import DetectionConfig
 from schemas.batches import TradeBatch
-from tests.conftest import eventually
+from tests.conftest import eventually, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -112,9 +112,10 @@ def direct_highlow_events(path: Path) -> list[Any]:
     return [e for e in events if e.kind in ("high", "low")]
 
 
-def _leftover_ray_processes(session_marker: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if session_marker in line]
+def session_processes(sid: int) -> list[str]:
+    """Processes still in the session `tickstock up` led (Ray's raylet, GCS, workers...)."""
+    out = subprocess.run(["ps", "-eo", "sid=,pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.split(None, 1)[0] == str(sid)]
 
 
 async def test_default_up_delivers_events_within_15_s(tmp_path: Path) -> None:
@@ -134,6 +135,8 @@ async def test_default_up_delivers_events_within_15_s(tmp_path: Path) -> None:
         code = up.stop()
     assert code == 0, up.output()
     assert "Stopped." in up.output()
+    # Ctrl-C leaves nothing behind: every process of the run's session is gone.
+    wait_for(lambda: not session_processes(up.proc.pid), timeout=30, interval=0.5)
 
 
 async def test_replay_delivers_every_highlow_event_the_engine_finds(
