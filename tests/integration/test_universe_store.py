@@ -29,7 +29,7 @@ async def test_selections_and_filters_survive_a_restart(tmp_path: Path) -> None:
     restored = await second.user_view(str(user.id))
     assert restored.selections == {"highlow": ["DOW30"]}
     assert restored.filters == {"highlow": {"min_count": 3}}
-    version, tickers = await second.subscription_set()
+    _version, tickers = await second.subscription_set()
     assert set(restored.tickers or []) <= set(tickers)
     await asyncio.sleep(0)
     await engine.dispose()
