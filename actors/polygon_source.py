@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ from typing import Any
 
 from actors.polygon_decode import FrameDecoder
 from actors.polygon_feed import PolygonFeed
+from actors.polygon_rest import PolygonRest, PolygonRestError
+from actors.sessions import day_hours
 from config.settings import Settings
 from schemas.batches import BarBatch, TradeBatch
 
@@ -51,9 +54,13 @@ class PolygonSource:
         self._done = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._sub_version = -1
+        self.market: dict[str, Any] = {}
+        self.calendar_mismatches: list[str] = []
+        self.rest_error = ""
 
     async def batches(self) -> AsyncIterator[Batch]:
         await self._sync_subscriptions()
+        await self._startup_checks()
         await self._feed.start()
         for coro in (self._read(), self._follow_universe()):
             task = asyncio.get_running_loop().create_task(coro)
@@ -104,6 +111,24 @@ class PolygonSource:
         self._trades, self._bars, self._rows = [], [], 0
         return out
 
+    async def _startup_checks(self) -> None:
+        """Market status and upcoming NYSE holidays from REST; holidays are checked against
+        the shipped calendar (a mismatch is logged and counted, not fatal)."""
+        rest = PolygonRest(self._settings.polygon)
+        try:
+            status = await rest.market_status()
+            self.market = {k: status.get(k) for k in ("market", "serverTime", "earlyHours",
+                                                       "afterHours")}
+            holidays = await rest.market_holidays()
+            self.calendar_mismatches = calendar_mismatches(holidays)
+            for day in self.calendar_mismatches:
+                log.warning("Polygon's calendar disagrees with the shipped one on %s", day)
+        except PolygonRestError as e:
+            self.rest_error = str(e)
+            log.warning("Polygon REST start-up data unavailable: %s", e)
+        finally:
+            rest.close()
+
     async def _sync_subscriptions(self) -> None:
         version, tickers = await self._universe.subscription_set()
         if version != self._sub_version:
@@ -119,7 +144,10 @@ class PolygonSource:
                 log.warning("universe coordinator unavailable; subscriptions unchanged")
 
     def stats(self) -> dict[str, Any]:
-        return {"feed": self._feed.stats(), "decoder": self._decoder.stats()}
+        return {
+            "feed": self._feed.stats(), "decoder": self._decoder.stats(), "market": self.market,
+            "calendar_mismatches": self.calendar_mismatches, "rest_error": self.rest_error,
+        }
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -127,3 +155,20 @@ class PolygonSource:
         await self._feed.stop()
         self._done = True
         self._ready.set()
+
+
+def calendar_mismatches(holidays: list[dict[str, Any]]) -> list[str]:
+    """ISO dates where Polygon's upcoming NYSE closures/early closes differ from ours."""
+    out = []
+    for h in holidays:
+        if str(h.get("exchange", "")).upper() != "NYSE" or not h.get("date"):
+            continue
+        try:
+            day = dt.date.fromisoformat(str(h["date"]))
+        except ValueError:
+            continue
+        ours = day_hours(day)
+        status = str(h.get("status", ""))
+        if (status == "closed") != ours.closed or (status == "early-close") != ours.early_close:
+            out.append(day.isoformat())
+    return out

@@ -86,6 +86,8 @@ async def test_polygon_source_matches_replay_source(ray_local: None, real_data_d
     assert server.stats()["trades_missed"] == 0
     assert sent == sum(len(b) for b in read_file(path))
     assert feed["decoder"]["rejected"] == {}
+    assert feed["rest_error"] == ""
+    assert feed["market"]["market"]  # REST start-up data came through the stub
     # Bars still pending at the end of a live feed are only flushed at end of data; compare
     # the events that do not depend on it (all but the trailing bar-driven ones).
     assert len(got) == len(set(got))
