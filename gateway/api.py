@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.auth import TOKEN_COOKIE, AuthError, Principal, token_from_headers
 from gateway.keys import AUTH, CONFIG, DEPS, HUB, METRICS, PRINCIPAL
+from gateway.prometheus import render
 from schemas.api import Credentials, Registration, UniverseSelection, UserFilters, UserView
 from schemas.events import EventKind, MarketSession
 
@@ -229,6 +230,16 @@ async def metrics(request: web.Request) -> web.Response:
             "emitter": hub.emitter.stats(),
         }
     )
+
+
+@routes.get("/metrics")
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: feed, rates, queue, drops and rejects by reason, clients."""
+    hub, counters = request.app[HUB], request.app[METRICS]
+    system = await backend(request.app[DEPS].system_status())
+    gateway = {"connected": hub.connected, **counters}
+    return web.Response(text=render(system, gateway), content_type="text/plain",
+                        charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
 
 
 # -- auth ---------------------------------------------------------------------------------------

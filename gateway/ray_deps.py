@@ -20,6 +20,9 @@ from schemas.api import Collected, UserView
 
 log = logging.getLogger(__name__)
 
+INGEST_FIELDS = ("rows_in", "rows_sent", "batches_sent", "avg_batch_rows", "events",
+                 "lost_on_restart", "state")
+
 
 class RayDeps:
     """The gateway's view of the running system, over actor handles."""
@@ -79,8 +82,10 @@ class RayDeps:
         results = await asyncio.gather(*calls, return_exceptions=True)
         queue = results[0] if isinstance(results[0], dict) else {}
         ingest = results[1] if len(results) > 1 and isinstance(results[1], dict) else {}
+        feed = (ingest.get("source_stats") or {}).get("feed") or {}
         return {
-            "feed": ingest.get("state", "unknown") if ingest else "unknown",
+            # A live feed reports its connection state; other sources their run state.
+            "feed": feed.get("state") or (ingest.get("state", "unknown") if ingest else "unknown"),
             "source": ingest.get("source"),
             "lag_ms": ingest.get("lag_ms"),
             "ticks_per_s": ingest.get("ticks_per_s"),
@@ -88,6 +93,8 @@ class RayDeps:
             "queue_depth": queue.get("depth"),
             "dropped": queue.get("dropped", {}),
             "rejected": ingest.get("rejected", {}),
+            "ingest": {k: ingest.get(k) for k in INGEST_FIELDS if k in ingest},
+            "queue": {k: queue.get(k) for k in ("accepted", "delivered", "depth") if k in queue},
             "errors": [type(r).__name__ for r in results if isinstance(r, BaseException)],
         }
 

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import socketio
 
@@ -130,6 +131,11 @@ async def test_default_up_delivers_events_within_15_s(tmp_path: Path) -> None:
         payload = client.payloads[0]
         assert {"seq", "session", "highs", "lows", "surging", "trending"} <= payload.keys()
         await eventually(lambda: client.statuses, timeout=10)
+        async with aiohttp.ClientSession() as http, http.get(f"{up.url}/metrics") as resp:
+            assert resp.status == 200
+            metrics = await resp.text()
+        assert "tickstock_feed_up 1" in metrics
+        assert "tickstock_clients_connected 1" in metrics
         await client.sio.disconnect()
     finally:
         code = up.stop()
