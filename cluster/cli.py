@@ -102,6 +102,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         print(f"tickstock up: {e}", file=sys.stderr)
         return 2
+    if settings.ingest.source == "polygon" and not settings.polygon.api_key:
+        print("tickstock up: --source polygon needs POLYGON_API_KEY (any value for a local "
+              "`tickstock replay-server`)", file=sys.stderr)
+        return 2
     _prepare_storage(settings)
     print(f"Starting TickStock ({settings.ingest.source} source, {settings.shards.count} shards)…")
     init_ray(settings)
