@@ -85,20 +85,32 @@ class ShardAnalytics:
             for ticker, t, p, s in groups:
                 self.on_trades(ticker, t, p, s)
             return
-        tickers = [g[0] for g in groups]
-        t = np.concatenate([g[1] for g in groups])
-        p = np.concatenate([g[2] for g in groups])
-        s = np.concatenate([g[3] for g in groups])
-        lengths = np.array([len(g[1]) for g in groups], dtype=np.int64)
+        self.on_trade_segments(
+            [g[0] for g in groups],
+            np.array([len(g[1]) for g in groups], dtype=np.int64),
+            np.concatenate([g[1] for g in groups]),
+            np.concatenate([g[2] for g in groups]),
+            np.concatenate([g[3] for g in groups]),
+        )
+
+    def on_trade_segments(
+        self, tickers: Sequence[str], lengths: I64, t: I64, p: F64, s: F64
+    ) -> None:
+        """`on_trade_groups` on concatenated rows: ticker k owns the next `lengths[k]` rows
+        (tickers distinct, lengths > 0, each ticker's rows time-ordered)."""
+        if len(tickers) <= 1:
+            if len(tickers) == 1:
+                self.on_trades(tickers[0], t, p, s)
+            return
         ok = (p > 0) & (p < np.inf)
         if not ok.all():
             self._count("bad_price", int((~ok).sum()))
-            group = np.repeat(np.arange(len(groups)), lengths)[ok]
+            group = np.repeat(np.arange(len(tickers)), lengths)[ok]
             t, p, s = t[ok], p[ok], s[ok]
-            lengths = np.bincount(group, minlength=len(groups))
+            lengths = np.bincount(group, minlength=len(tickers))
             if len(t) == 0:
                 return
-        side = self._group_sides(tickers, lengths, p)
+        side = self._group_sides(list(tickers), lengths, p)
         weight = np.where(s > 0, s, self.config.default_trade_weight)
         self._add_windows(t // self.config.window_ms, weight, side > 0, side < 0)
 

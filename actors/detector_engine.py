@@ -3,12 +3,17 @@
 Pure (no Ray, no wall clock). For every trade batch:
 
 1. validate (`actors/validation.py`; rejected rows counted by reason);
-2. split the rows by market session (event time) and, inside each session, group them by
-   ticker (stable, so each ticker keeps its arrival order; tickers in sorted order);
-3. per ticker: HighLow on the effective flags (Form T resolved for the session), then the
-   trades that may set the last price (`FLAG_LAST`, with their size when `FLAG_VOLUME`) go to
-   the per-second bar builder and the analytics;
+2. order the rows by ticker once (stable, so each ticker keeps its arrival order; tickers in
+   sorted order) and split them by market session (event time);
+3. per session, for all its tickers at once: HighLow on the effective flags (Form T resolved
+   for the session), then the trades that may set the last price (`FLAG_LAST`, with their size
+   when `FLAG_VOLUME`) go to the per-second bar builder and the analytics;
 4. bars that the engine watermark (max event time seen) has closed go to Surge and Trend.
+
+A live shard gets thousands of tickers with a few rows each per batch, so steps 2-3 never loop
+over tickers in Python: the detectors keep per-ticker state in arrays indexed by the ids of one
+`TickerTable` and work on the whole batch with segment-wise numpy operations
+(`actors/ticker_table.py`); Python loops only over rows that fire.
 
 A batch spanning more event time than half the bar builder's capacity is processed in time
 slices, draining bars after each. Volume-only prints (odd lots) do not reach the bar builder,
@@ -46,9 +51,10 @@ import numpy.typing as npt
 
 from actors.analytics import ShardAnalytics
 from actors.bars import Bar, SecondBarBuilder
-from actors.highlow import HighLowDetector
+from actors.highlow import NEVER, HighLowDetector
 from actors.sessions import SessionClock, SessionInfo
 from actors.surge import SurgeDetector
+from actors.ticker_table import Groups, TickerTable, grow
 from actors.trend import TrendDetector
 from actors.validation import Validator
 from config.detection import DetectionConfig
@@ -68,7 +74,6 @@ from schemas.events import Event, MarketSession
 SNAPSHOT_VERSION = 1
 EXTENDED = frozenset({MarketSession.PRE, MarketSession.AFTER})
 Rows = npt.NDArray[np.int64]
-TradeGroup = tuple[str, I64, F64, F64]  # one ticker's trades: t, p, s
 
 
 def effective_flags_array(flags: U8, extended: bool) -> U8:
@@ -123,15 +128,18 @@ class DetectorEngine:
         self.config = config or DetectionConfig()
         self.shard = shard
         self._clock = SessionClock()
-        self._validator = Validator(self.config.validation)
-        self._highlow = HighLowDetector(self.config.highlow)
-        self._bars, self._surge, self._trend, self._analytics = _build_detectors(self.config)
+        self._table = TickerTable()  # one id per ticker, shared by the per-ticker detectors
+        self._validator = Validator(self.config.validation, self._table)
+        self._highlow = HighLowDetector(self.config.highlow, self._table)
+        self._bars, self._surge, self._trend, self._analytics = _build_detectors(
+            self.config, self._table
+        )
         # A batch spanning more time than the bar builder holds is processed in slices, with
         # bars drained after each, so no bar is dropped for want of a drain.
         self._slice_ms = max(self.config.bars.max_pending_bars * 1000 // 2, 1000)
         self._watermark = 0
         self._rejected: Counter[str] = Counter()
-        self._ticker_session: dict[str, int] = {}  # ticker -> start of its trade session
+        self._ticker_session = np.full(0, NEVER, np.int64)  # id -> start of its trade session
         self._bar_session: dict[str, int] = {}  # ticker -> start of its Surge/Trend session
         self._shard_session = 0  # start of the newest session the analytics are in
 
@@ -167,50 +175,46 @@ class DetectorEngine:
 
     def _detect(self, batch: TradeBatch, ok: npt.NDArray[np.bool_], feed: bool) -> list[Event]:
         """HighLow (and, with `feed`, bars and analytics) on the rows of `batch` in `ok`."""
-        groups = self._validate_tickers(batch, ok)
-        if not groups:
+        idx = np.flatnonzero(ok)
+        if len(idx) == 0:
             return []
+        order, groups = self._table.group(batch.sym[idx])
+        rows = idx[order]  # batch rows by (ticker, arrival)
+        t = batch.t[rows]
+        keep = self._validator.accept_groups(groups, t, batch.p[rows])
+        if not keep.all():
+            rows, t, groups = rows[keep], t[keep], groups.take(keep)
+            if len(rows) == 0:
+                return []
         events: list[Event] = []
-        for session, session_groups in self._by_session(batch, groups):
+        for session, part in self._by_session(t):
             self._enter_shard_session(session)
-            pressure: list[TradeGroup] = []  # the session's analytics input, in one call
-            for ticker, rows in session_groups:
-                events.extend(self._ticker_trades(ticker, session, batch, rows, feed, pressure))
-            self._analytics.on_trade_groups(pressure)
-        self._watermark = max(self._watermark, max(int(batch.t[r].max()) for _, r in groups))
+            if part is None:
+                events.extend(self._session_trades(session, batch, rows, groups, feed))
+            else:
+                events.extend(self._session_trades(session, batch, rows[part],
+                                                   groups.take(part), feed))
+        self._watermark = max(self._watermark, int(t.max()))
         return events
 
-    def _validate_tickers(self, batch: TradeBatch, ok: npt.NDArray[np.bool_]) -> list[
-        tuple[str, Rows]
-    ]:
-        idx = np.flatnonzero(ok)
-        out = []
-        for ticker, local in group_rows(batch.sym[idx]):
-            rows = idx[local]
-            keep = self._validator.accept_ticker(ticker, batch.t[rows], batch.p[rows])
-            rows = rows if keep.all() else rows[keep]
-            if len(rows):
-                out.append((ticker, rows))
-        return out
-
     def _by_session(
-        self, batch: TradeBatch, groups: list[tuple[str, Rows]]
-    ) -> Iterator[tuple[SessionInfo, list[tuple[str, Rows]]]]:
-        """Split ticker groups by session, oldest session first."""
-        times = np.concatenate([batch.t[r] for _, r in groups])
-        sessions, ends = self._sessions_covering(times)
+        self, t: I64
+    ) -> Iterator[tuple[SessionInfo, npt.NDArray[np.bool_] | None]]:
+        """The sessions of the rows at times `t`, oldest first, each with its rows (None: all)."""
+        sessions, ends = self._sessions_covering(t)
         if len(sessions) == 1:
-            yield sessions[0], groups
+            yield sessions[0], None
             return
-        split: list[list[tuple[str, Rows]]] = [[] for _ in sessions]
-        for ticker, rows in groups:
-            which = np.searchsorted(ends, batch.t[rows], side="right")
-            for k in np.unique(which).tolist():
-                split[k].append((ticker, rows[which == k]))
-        yield from zip(sessions, split, strict=True)
+        which = np.searchsorted(ends, t, side="right")
+        for k, session in enumerate(sessions):
+            yield session, which == k
 
     def _sessions_covering(self, times: I64) -> tuple[list[SessionInfo], I64]:
         """The sessions that contain `times` (only those), with their end times."""
+        lo, hi = int(times.min()), int(times.max())
+        first = self._clock.session_at(lo)
+        if hi < first.end_ms:  # the usual case: one session
+            return [first], np.array([first.end_ms], dtype=np.int64)
         ts = np.unique(times)
         sessions: list[SessionInfo] = []
         i = 0
@@ -227,39 +231,42 @@ class DetectorEngine:
                 self._analytics.reset_session()
             self._shard_session = session.start_ms
 
-    def _ticker_trades(
-        self,
-        ticker: str,
-        session: SessionInfo,
-        batch: TradeBatch,
-        rows: Rows,
-        feed: bool,
-        pressure: list[TradeGroup],
+    def _session_trades(
+        self, session: SessionInfo, batch: TradeBatch, rows: Rows, groups: Groups, feed: bool
     ) -> list[Event]:
-        current = self._ticker_session.get(ticker)
-        if current is not None and session.start_ms < current:
-            self._rejected["stale_session"] += len(rows)  # late row of a finished session
-            return []
-        self._ticker_session[ticker] = session.start_ms
+        """HighLow, bars and analytics on one session's rows (`groups`: by ticker)."""
+        self._ensure()
+        current = self._ticker_session[groups.ids]
+        stale = current > session.start_ms  # a late row of a ticker's finished session
+        if stale.any():
+            self._rejected["stale_session"] += int(groups.lengths[stale].sum())
+            live = ~stale[groups.row_seg]
+            rows, groups = rows[live], groups.take(live)
+            if len(rows) == 0:
+                return []
+        self._ticker_session[groups.ids] = session.start_ms
         t, p, s = batch.t[rows], batch.p[rows], batch.s[rows]
         flags = effective_flags_array(batch.flags[rows], session.session in EXTENDED)
-        events = self._highlow.process(ticker, session, t, p, s, flags)
+        events = self._highlow.process_groups(session, groups, t, p, s, flags)
         if feed:
-            self._feed_last(ticker, t, p, s, flags, pressure)
+            self._feed_last(groups, t, p, s, flags)
         return events
 
-    def _feed_last(
-        self, ticker: str, t: I64, p: F64, s: F64, flags: U8, pressure: list[TradeGroup]
-    ) -> None:
-        """Trades that may set the last price feed the bars and (via `pressure`) analytics."""
+    def _feed_last(self, groups: Groups, t: I64, p: F64, s: F64, flags: U8) -> None:
+        """Trades that may set the last price feed the bars and the analytics."""
         last = (flags & FLAG_LAST) != 0
         if not last.all():
-            t, p, s, flags = t[last], p[last], s[last], flags[last]
+            groups, t, p, s, flags = groups.take(last), t[last], p[last], s[last], flags[last]
         if len(t) == 0:
             return
         size = s if (flags & FLAG_VOLUME).all() else np.where(flags & FLAG_VOLUME, s, 0.0)
-        self._bars.add_trades(ticker, t, p, size)
-        pressure.append((ticker, t, p, size))
+        self._bars.add_groups(groups, t, p, size)
+        names = self._table.names
+        tickers = [names[i] for i in groups.ids.tolist()]
+        self._analytics.on_trade_segments(tickers, groups.lengths, t, p, size)
+
+    def _ensure(self) -> None:
+        self._ticker_session = grow(self._ticker_session, len(self._table), NEVER)
 
     # -- bars ----------------------------------------------------------------------------
 
@@ -274,7 +281,7 @@ class DetectorEngine:
         trades = bars_as_trades(bars)
         events = self._detect(trades, np.ones(len(trades), dtype=bool), feed=False)
         feed = _bars_of(bars)
-        pressure: list[TradeGroup] = []
+        pressure: list[tuple[str, I64, F64, F64]] = []
         for ticker, rows in group_rows(bars.sym):
             self._bars.add_bars(ticker, [feed[i] for i in rows.tolist()])
             # One trade per bar (its close, volume) for the pressure gauge.
@@ -354,6 +361,11 @@ class DetectorEngine:
             return {}
         return {"ticker": ticker, **state, "last_price": last}
 
+    def _ticker_sessions(self) -> dict[str, int]:
+        names = self._table.names
+        seen = np.flatnonzero(self._ticker_session != NEVER).tolist()
+        return {names[i]: int(self._ticker_session[i]) for i in seen}
+
     def snapshot(self) -> bytes:
         """All state as msgpack (restore with `DetectorEngine.restore`)."""
         data = {
@@ -362,7 +374,7 @@ class DetectorEngine:
             "watermark": self._watermark,
             "last_seq": self.last_seq,
             "rejected": dict(self._rejected),
-            "ticker_session": self._ticker_session,
+            "ticker_session": self._ticker_sessions(),
             "bar_session": self._bar_session,
             "shard_session": self._shard_session,
             "validator": self._validator.snapshot(),
@@ -383,7 +395,10 @@ class DetectorEngine:
         engine = cls(config, shard)
         engine._watermark = int(data["watermark"])
         engine._rejected = Counter({str(k): int(v) for k, v in data["rejected"].items()})
-        engine._ticker_session = {str(k): int(v) for k, v in data["ticker_session"].items()}
+        for ticker, start in data["ticker_session"].items():
+            i = engine._table.add(str(ticker))
+            engine._ensure()
+            engine._ticker_session[i] = int(start)
         engine._bar_session = {str(k): int(v) for k, v in data["bar_session"].items()}
         engine._shard_session = int(data["shard_session"])
         engine._validator.restore(data["validator"])
@@ -426,9 +441,10 @@ def _bars_of(batch: BarBatch) -> list[Bar]:
 
 
 def _build_detectors(
-    config: DetectionConfig,
+    config: DetectionConfig, table: TickerTable
 ) -> tuple[SecondBarBuilder, SurgeDetector | None, TrendDetector | None, ShardAnalytics]:
     """The bar builder, Surge, Trend (None where disabled) and the shard analytics."""
     surge = SurgeDetector(config.surge) if config.enable_surge else None
     trend = TrendDetector(config.trend) if config.enable_trend else None
-    return SecondBarBuilder(config.bars), surge, trend, ShardAnalytics(config.analytics)
+    return (SecondBarBuilder(config.bars, table), surge, trend,
+            ShardAnalytics(config.analytics))

@@ -19,8 +19,9 @@ Rules, in the order they are checked (a row is counted once, under its first fai
 Bars (`accept_bars`) share the `seq` rule; a bar also needs finite prices > 0, a volume ≥ 0
 (else ``bad_size``), low ≤ open, close ≤ high and end > start (else ``bad_bar``).
 
-Row checks are vectorised over the whole batch; per-ticker checks over a ticker's rows, with a
-row-by-row loop only for a segment where a price jump is suspected (jumps are rare). A rejected
+Row checks are vectorised over the whole batch; the per-ticker checks over all tickers at once
+(`accept_groups`: rows grouped by ticker, state in arrays indexed by `TickerTable` id), with a
+row-by-row loop only for a ticker whose rows suggest a price jump (jumps are rare). A rejected
 row changes no state: neither the ticker's latest time nor its reference price.
 """
 
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from actors.ticker_table import Groups, TickerTable, grow, seg_accumulate, shift_in
 from config.detection import ValidationConfig
 from schemas.batches import F64, I64, BarBatch, TradeBatch
 
@@ -41,25 +43,19 @@ NO_SEQ = -(2**62)
 NO_TIME = -(2**62)
 
 
-class TickerValidity:
-    """What the validator remembers of one ticker."""
-
-    __slots__ = ("last_p", "last_p_t", "last_t")
-
-    def __init__(self, last_t: int = NO_TIME, last_p: float = 0.0, last_p_t: int = NO_TIME):
-        self.last_t = last_t  # latest accepted event time
-        self.last_p = last_p  # price of the latest accepted trade (0: none yet)
-        self.last_p_t = last_p_t  # its event time
-
-
 class Validator:
     """Stateful validation of trade batches; counts every rejected row by reason."""
 
-    def __init__(self, config: ValidationConfig | None = None) -> None:
+    def __init__(self, config: ValidationConfig | None = None, table: TickerTable | None = None):
         self.config = config or ValidationConfig()
         self.last_seq = NO_SEQ
         self.rejected: Counter[str] = Counter()
-        self._tickers: dict[str, TickerValidity] = {}
+        self._table = table if table is not None else TickerTable()
+        # Per ticker id: latest accepted event time; price and time of the latest accepted
+        # trade (price 0: none yet).
+        self._last_t = np.full(0, NO_TIME, np.int64)
+        self._last_p = np.zeros(0, np.float64)
+        self._last_p_t = np.full(0, NO_TIME, np.int64)
 
     # -- row rules (whole batch) -------------------------------------------------------
 
@@ -113,74 +109,106 @@ class Validator:
             self.rejected[reason] += count
             ok &= ~hit
 
-    # -- ticker rules (one ticker's rows, in arrival order) ---------------------------
+    # -- ticker rules (each ticker's rows, in arrival order) ---------------------------
 
     def accept_ticker(self, ticker: str, t: I64, p: F64) -> Mask:
-        """Mask of a ticker's rows (arrival order) that are in time order and not absurd jumps.
+        """Mask of a ticker's rows (arrival order) that are in time order and not absurd jumps."""
+        return self.accept_groups(Groups.single(self._table.add(ticker), len(t)), t, p)
 
-        Vectorised when no jump is suspected (the usual case); otherwise the segment is
-        checked row by row, since a rejected print must not become the reference.
+    def accept_groups(self, groups: Groups, t: I64, p: F64) -> Mask:
+        """`accept_ticker` for many tickers at once: `groups` segments the rows by ticker.
+
+        Vectorised when no jump is suspected (the usual case); a ticker whose rows suggest one
+        is checked row by row, since a rejected print must not become the reference.
         """
-        state = self._tickers.get(ticker)
-        if state is None:
-            state = self._tickers[ticker] = TickerValidity()
         if len(t) == 0:
             return np.ones(0, dtype=bool)
-        ok = self._in_order(state.last_t, t)
-        idx = np.flatnonzero(ok)
-        if len(idx) and self._jump_suspected(state, t[idx], p[idx]):
-            return self._row_by_row(state, t, p)
-        late = len(t) - len(idx)
-        if late:
-            self.rejected["out_of_order"] += late
-        if len(idx):
-            state.last_t = max(state.last_t, int(t[idx].max()))
-            state.last_p, state.last_p_t = float(p[idx[-1]]), int(t[idx[-1]])
-        return ok
-
-    def _in_order(self, last_t: int, t: I64) -> Mask:
+        self._ensure()
+        ids = groups.ids
+        running = seg_accumulate(np.maximum, t, groups, self._last_t[ids])
+        ok: Mask = t >= shift_in(running, groups, self._last_t[ids]) - (
+            self.config.out_of_order_tolerance_ms
+        )
         # Rejected rows are older than the running max, so including them in the max is
         # harmless: the running max over all rows equals the max over accepted rows.
-        prev = np.empty(len(t), dtype=np.int64)
-        prev[0] = last_t
-        if len(t) > 1:
-            np.maximum.accumulate(t[:-1], out=prev[1:])
-            np.maximum(prev[1:], last_t, out=prev[1:])
-        ok: Mask = t >= prev - self.config.out_of_order_tolerance_ms
+        jumpy = self._jump_suspected(groups, ok, t, p)
+        if jumpy.any():
+            self._row_by_row(groups, jumpy, ok, t, p)
+            calm = ~jumpy[groups.row_seg]
+            late = int(np.count_nonzero(calm & ~ok))
+        else:
+            calm = None
+            late = len(t) - int(np.count_nonzero(ok))
+        if late:
+            self.rejected["out_of_order"] += late
+        self._advance(groups, ~jumpy, ok if calm is None else ok & calm, running, t, p)
         return ok
 
-    def _jump_suspected(self, state: TickerValidity, t: I64, p: F64) -> bool:
-        """Whether any row jumps from its predecessor (all rows taken as accepted)."""
+    def _jump_suspected(self, groups: Groups, ok: Mask, t: I64, p: F64) -> Mask:
+        """Per segment: whether any in-order row jumps from its predecessor (all rows in order
+        taken as accepted)."""
         cfg = self.config
-        prev_p = np.empty(len(p))
-        prev_p[0] = state.last_p
-        prev_p[1:] = p[:-1]
-        prev_t = np.empty(len(t), dtype=np.int64)
-        prev_t[0] = state.last_p_t
-        prev_t[1:] = t[:-1]
+        rows = np.flatnonzero(ok)
+        if len(rows) == 0:
+            return np.zeros(len(groups), dtype=bool)
+        sub = groups if len(rows) == len(t) else groups.take(ok)
+        ids = sub.ids
+        ts, ps = t[rows], p[rows]
+        prev_p = shift_in(ps, sub, self._last_p[ids])
+        prev_t = shift_in(ts, sub, self._last_p_t[ids])
         known = prev_p > 0
-        ratio = p / np.where(known, prev_p, 1.0)
-        jump = known & (t - prev_t <= cfg.jump_window_ms)
+        ratio = ps / np.where(known, prev_p, 1.0)
+        jump = known & (ts - prev_t <= cfg.jump_window_ms)
         jump &= np.abs(ratio - 1.0) * 100.0 > cfg.max_jump_pct
-        return bool(jump.any())
+        out = np.zeros(len(groups), dtype=bool)
+        if jump.any():
+            hit = np.isin(groups.ids, sub.ids[sub.row_seg[jump]])
+            out |= hit
+        return out
 
-    def _row_by_row(self, state: TickerValidity, t: I64, p: F64) -> Mask:
+    def _advance(
+        self, groups: Groups, segs: Mask, ok: Mask, running: I64, t: I64, p: F64
+    ) -> None:
+        """The state after the accepted rows of the segments `segs` (vectorised path)."""
+        ids = groups.ids[segs]
+        self._last_t[ids] = groups.last(running)[segs]
+        rows = np.flatnonzero(ok)
+        if len(rows) == 0:
+            return
+        seg = groups.row_seg[rows] if len(groups) > 1 else np.zeros(len(rows), np.int64)
+        last = np.flatnonzero(np.append(seg[1:] != seg[:-1], True))  # last accepted per segment
+        tickers = groups.ids[seg[last]]
+        self._last_p[tickers] = p[rows[last]]
+        self._last_p_t[tickers] = t[rows[last]]
+
+    def _row_by_row(self, groups: Groups, segs: Mask, ok: Mask, t: I64, p: F64) -> None:
+        """Check the segments `segs` one row at a time; sets their rows of `ok`."""
         cfg = self.config
-        ok = np.ones(len(t), dtype=bool)
-        last_t, last_p, last_p_t = state.last_t, state.last_p, state.last_p_t
-        for i, (ti, pi) in enumerate(zip(t.tolist(), p.tolist(), strict=True)):
-            if ti < last_t - cfg.out_of_order_tolerance_ms:
-                ok[i] = False
-                self.rejected["out_of_order"] += 1
-                continue
-            recent = last_p > 0 and ti - last_p_t <= cfg.jump_window_ms
-            if recent and abs(pi / last_p - 1.0) * 100.0 > cfg.max_jump_pct:
-                ok[i] = False
-                self.rejected["price_jump"] += 1
-                continue
-            last_t, last_p, last_p_t = max(last_t, ti), pi, ti
-        state.last_t, state.last_p, state.last_p_t = last_t, last_p, last_p_t
-        return ok
+        for k in np.flatnonzero(segs).tolist():
+            i = int(groups.ids[k])
+            a, b = int(groups.starts[k]), int(groups.ends[k])
+            last_t, last_p = int(self._last_t[i]), float(self._last_p[i])
+            last_p_t = int(self._last_p_t[i])
+            rows = zip(range(a, b), t[a:b].tolist(), p[a:b].tolist(), strict=True)
+            for row, ti, pi in rows:
+                ok[row] = False
+                if ti < last_t - cfg.out_of_order_tolerance_ms:
+                    self.rejected["out_of_order"] += 1
+                    continue
+                recent = last_p > 0 and ti - last_p_t <= cfg.jump_window_ms
+                if recent and abs(pi / last_p - 1.0) * 100.0 > cfg.max_jump_pct:
+                    self.rejected["price_jump"] += 1
+                    continue
+                ok[row] = True
+                last_t, last_p, last_p_t = max(last_t, ti), pi, ti
+            self._last_t[i], self._last_p[i], self._last_p_t[i] = last_t, last_p, last_p_t
+
+    def _ensure(self) -> None:
+        n = len(self._table)
+        if len(self._last_t) < n:
+            self._last_t = grow(self._last_t, n, NO_TIME)
+            self._last_p = grow(self._last_p, n, 0.0)
+            self._last_p_t = grow(self._last_p_t, n, NO_TIME)
 
     # -- convenience and state ---------------------------------------------------------
 
@@ -190,30 +218,39 @@ class Validator:
         if not ok.any():
             return batch.take(ok)
         idx = np.flatnonzero(ok)
-        sym = batch.sym[idx]
-        for ticker in dict.fromkeys(sym.tolist()):
-            rows = idx[sym == ticker]
-            ok[rows] = self.accept_ticker(ticker, batch.t[rows], batch.p[rows])
+        order, groups = self._table.group(batch.sym[idx])
+        rows = idx[order]
+        ok[rows] = self.accept_groups(groups, batch.t[rows], batch.p[rows])
         return batch.take(ok)
 
     def last_price(self, ticker: str) -> float | None:
         """The ticker's latest accepted price, if any."""
-        state = self._tickers.get(ticker)
-        return state.last_p if state is not None and state.last_p > 0 else None
+        i = self._table.get(ticker)
+        if i is None or i >= len(self._last_p) or not self._last_p[i] > 0:
+            return None
+        return float(self._last_p[i])
 
     def snapshot(self) -> dict[str, Any]:
         """Plain-data state (msgpack-able)."""
+        names = self._table.names
+        seen = np.flatnonzero(self._last_t != NO_TIME).tolist()
         return {
             "last_seq": self.last_seq,
             "rejected": dict(self.rejected),
-            "tickers": {k: [v.last_t, v.last_p, v.last_p_t] for k, v in self._tickers.items()},
+            "tickers": {
+                names[i]: [int(self._last_t[i]), float(self._last_p[i]), int(self._last_p_t[i])]
+                for i in seen
+            },
         }
 
     def restore(self, data: dict[str, Any]) -> None:
         """Load a `snapshot()`."""
         self.last_seq = int(data["last_seq"])
         self.rejected = Counter({str(k): int(v) for k, v in data["rejected"].items()})
-        self._tickers = {
-            str(k): TickerValidity(int(v[0]), float(v[1]), int(v[2]))
-            for k, v in data["tickers"].items()
-        }
+        ids = [self._table.add(str(k)) for k in data["tickers"]]
+        self._ensure()
+        self._last_t[:] = NO_TIME
+        self._last_p[:] = 0.0
+        self._last_p_t[:] = NO_TIME
+        for i, (last_t, last_p, last_p_t) in zip(ids, data["tickers"].values(), strict=True):
+            self._last_t[i], self._last_p[i], self._last_p_t[i] = last_t, last_p, last_p_t
