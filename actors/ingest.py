@@ -1,9 +1,10 @@
 """IngestActor: source -> validated, sequenced, per-shard columnar batches -> detector shards.
 
 The data path never makes a Ray call per tick: rows are grouped by shard and shipped as one
-`TradeBatch` per shard every `batch_max_ms` or `batch_max_rows`. Each shard has at most
-`max_inflight_per_shard` unacknowledged batches (backpressure reaches the source through a
-bounded queue).
+`TradeBatch` per shard every `batch_max_ms` or `batch_max_rows`; while a shard is busy (all of
+its `max_inflight_per_shard` batches unacknowledged) its rows keep collecting up to
+`batch_max_rows`, so batches grow with the load. Backpressure reaches the source through a
+bounded queue.
 
 Error policy: bad rows are dropped with a counted reason (`unknown_symbol`, `bad_price`);
 a crashed shard is waited for, asked for the last ingest `seq` its restored checkpoint covers,
@@ -25,12 +26,14 @@ from typing import Any
 import numpy as np
 import ray
 
-from actors.routing import shard_index
+from actors.routing import shard_of
 from actors.sources import Batch, ReplaySource, Source, SyntheticSource, synthetic_start_ms
 from config.settings import Settings
 from schemas.batches import BarBatch, TradeBatch
 
 log = logging.getLogger(__name__)
+PENDING_POLL_S = 0.005  # how often held rows are offered to a busy shard again
+MAX_ROUTED_SYMBOLS = 200_000  # distinct symbols remembered for routing before starting over
 
 
 @dataclass
@@ -63,6 +66,8 @@ class IngestEngine:
         self._universe = universe
         self._allowed: np.ndarray | None = None
         self._allowed_version = -1
+        self._codes: dict[str, int] = {}  # symbol -> shard, -1 when not subscribed
+        self._codes_for: np.ndarray | None = None  # the subscription set `_codes` follows
         self._seq = 0
         self.rejected: Counter[str] = Counter()
         self.rows_in = 0
@@ -83,20 +88,38 @@ class IngestEngine:
             self._allowed = np.asarray(sorted(tickers), dtype="<U12")
             self._allowed_version = version
 
-    def _filter(self, batch: Batch) -> Batch:
-        n = len(batch)
-        keep = np.ones(n, dtype=bool)
+    def _route(self, sym: np.ndarray) -> np.ndarray:
+        """The shard of each row, or -1 for a symbol outside the subscription set.
+
+        One dict lookup per row: symbols repeat, so each distinct one is hashed and checked
+        against the subscription set once (string sorts in `np.isin`/`np.unique` cost ~6x).
+        """
+        if self._codes_for is not self._allowed:  # a new subscription set
+            self._codes, self._codes_for = {}, self._allowed
+        codes = self._codes
+        names = sym.tolist()
+        try:
+            return np.fromiter(map(codes.__getitem__, names), np.int64, len(names))
+        except KeyError:
+            allowed = None if self._allowed is None else set(self._allowed.tolist())
+            if len(codes) > MAX_ROUTED_SYMBOLS:  # bad feeds must not grow it without bound
+                codes.clear()
+            for name in set(names).difference(codes):
+                known = allowed is None or name in allowed
+                codes[name] = shard_of(name, len(self._lanes)) if known else -1
+            return np.fromiter(map(codes.__getitem__, names), np.int64, len(names))
+
+    def _filter(self, batch: Batch, shard: np.ndarray) -> tuple[Batch, np.ndarray]:
+        """Drop (and count) rows with absurd prices or unsubscribed symbols."""
         prices = batch.p if isinstance(batch, TradeBatch) else batch.c
-        bad = ~np.isfinite(prices) | (prices <= 0) | (prices > self._cfg.max_price)
-        if bad.any():
-            self.rejected["bad_price"] += int(bad.sum())
-            keep &= ~bad
-        if self._allowed is not None:
-            unknown = ~np.isin(batch.sym, self._allowed) & keep
-            if unknown.any():
-                self.rejected["unknown_symbol"] += int(unknown.sum())
-                keep &= ~unknown
-        return batch if keep.all() else batch.take(keep)
+        keep = np.isfinite(prices) & (prices > 0) & (prices <= self._cfg.max_price)
+        if not keep.all():
+            self.rejected["bad_price"] += int(np.count_nonzero(~keep))
+        unknown = (shard < 0) & keep
+        if unknown.any():
+            self.rejected["unknown_symbol"] += int(np.count_nonzero(unknown))
+            keep &= ~unknown
+        return (batch, shard) if keep.all() else (batch.take(keep), shard[keep])
 
     def _sequence(self, batch: Batch) -> Batch:
         seq = np.arange(self._seq, self._seq + len(batch), dtype=np.int64)
@@ -113,13 +136,12 @@ class IngestEngine:
     async def accept(self, batch: Batch) -> None:
         """Validate, sequence and route one source batch; ship full lanes."""
         self.rows_in += len(batch)
-        batch = self._filter(batch)
+        batch, idx = self._filter(batch, self._route(batch.sym))
         if not len(batch):
             return
         batch = self._sequence(batch)
         times = batch.t if isinstance(batch, TradeBatch) else batch.end
         self.last_event_ms = max(self.last_event_ms, int(times.max()))
-        idx = shard_index(batch.sym, len(self._lanes))
         now = time.monotonic()
         for k in np.unique(idx).tolist():
             part = batch.take(idx == k) if len(self._lanes) > 1 else batch
@@ -132,12 +154,26 @@ class IngestEngine:
                 await self._ship(k)
 
     async def flush_due(self, force: bool = False) -> None:
-        """Ship lanes whose oldest pending row waited `batch_max_ms` (or all, if forced)."""
+        """Ship lanes whose oldest pending row waited `batch_max_ms` (or all, if forced).
+
+        A due lane whose shard has no free in-flight slot keeps collecting instead (up to
+        `batch_max_rows`, where `accept` ships and waits): the rows would only queue at the
+        busy shard anyway, and one larger batch costs the shard far less than several small
+        ones (its per-call work is per ticker), so throughput adapts to the load while a
+        lightly loaded lane still ships every `batch_max_ms`.
+        """
         now = time.monotonic()
         max_age = self._cfg.batch_max_ms / 1000
         for k, lane in enumerate(self._lanes):
-            if lane.pending and (force or now - lane.pending_since >= max_age):
+            if not lane.pending or (not force and now - lane.pending_since < max_age):
+                continue
+            await self._harvest(k)
+            if force or len(lane.in_flight) < self._cfg.max_inflight_per_shard:
                 await self._ship(k)
+
+    def has_pending(self) -> bool:
+        """Whether some lane holds rows not yet shipped."""
+        return any(lane.pending for lane in self._lanes)
 
     async def _ship(self, k: int) -> None:
         lane = self._lanes[k]
@@ -150,7 +186,8 @@ class IngestEngine:
         while len(lane.in_flight) >= self._cfg.max_inflight_per_shard:
             await self._await_oldest(k)
         self._retain(lane, batch)
-        lane.in_flight.append((self._call(lane, batch), batch))
+        # A future, so finished calls can be collected without waiting (`_harvest`).
+        lane.in_flight.append((asyncio.ensure_future(self._call(lane, batch)), batch))
         self.rows_sent += len(batch)
         self.batches_sent += 1
 
@@ -188,6 +225,12 @@ class IngestEngine:
             return
         lane.in_flight.popleft()
         self._on_ack(lane, ack)
+
+    async def _harvest(self, k: int) -> None:
+        """Take the acks of the calls that have finished, oldest first (never waits)."""
+        lane = self._lanes[k]
+        while lane.in_flight and lane.in_flight[0][0].done():
+            await self._await_oldest(k)
 
     def _on_ack(self, lane: ShardLane, ack: dict[str, Any]) -> None:
         lane.last_ack = dict(ack)
@@ -334,8 +377,10 @@ class IngestActor:
     async def _consume(self) -> None:
         wait_s = self._settings.ingest.batch_max_ms / 1000
         while True:
+            # Rows held for a busy shard go out as soon as it acks: look again soon.
+            timeout = min(wait_s, PENDING_POLL_S) if self._engine.has_pending() else wait_s
             try:
-                item = await asyncio.wait_for(self._queue.get(), wait_s)
+                item = await asyncio.wait_for(self._queue.get(), timeout)
             except TimeoutError:
                 await self._engine.flush_due()
                 continue
