@@ -61,6 +61,7 @@ REFUSED_CODES = frozenset({1008})
 MARKET_SESSIONS = frozenset({MarketSession.PRE, MarketSession.REGULAR, MarketSession.AFTER})
 
 FrameCallback = Callable[[int, str | bytes], None]
+STOP_TIMEOUT_S = 2.0  # bound on closing the socket and ending the supervisor at stop()
 
 
 class FeedState(StrEnum):
@@ -220,10 +221,15 @@ class PolygonFeed:
         """Close the connection and stop; `frames()` ends after the queued frames."""
         self._stopping = True
         self._wake.set()
+        conn = self._conn
+        if conn is not None and conn.client is not None:
+            # Close the socket first: the client's recv loop swallows a bare cancel.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.client.close(), STOP_TIMEOUT_S)
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, STOP_TIMEOUT_S)
             self._task = None
         self._state = FeedState.STOPPED
         self._queue.put_nowait(None)

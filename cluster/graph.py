@@ -134,6 +134,10 @@ def _opts(name: str, settings: Settings, **extra: Any) -> dict[str, Any]:
 def build_graph(settings: Settings, *, start_gateway: bool = True) -> Graph:
     """Create (or attach to) every actor of the graph and start the ingest."""
     persistence = _make_persistence(settings)
+    if persistence is None:
+        # No storage, no checkpoints: a restarted shard starts empty, so retaining rows to
+        # re-send would only fill memory (and report every row as retention overflow).
+        settings = settings.replace(ingest=settings.ingest.replace(retain_rows_per_shard=0))
     universe = _remote(UniverseCoordinatorActor).options(
         **_opts(C.UNIVERSE_ACTOR, settings, max_restarts=-1)
     ).remote(settings)
