@@ -18,6 +18,7 @@ Trend re-decides with the exact numpy formulation whenever a threshold is that c
 from __future__ import annotations
 
 import math
+from array import array
 from functools import cache
 from typing import Any
 
@@ -100,14 +101,17 @@ class PointLog:
     ) -> None:
         self.keep_ms, self.cap, self._decay = keep_ms, cap, decay
         self._powers = _powers(decay, cap + 2)
-        self.t: list[int] = []
-        self.price: list[float] = []
-        self.vwap: list[float] = []
-        self.volume: list[float] = []
-        self.rel: list[float] = []  # close / vwap - 1
-        self.d_price: list[float] = []  # close step from the point before (0 for the first)
-        self.d_rel: list[float] = []  # the same for `rel`
-        self.signed: list[float] = []  # volume signed by the price step
+        # Typed arrays, not lists: 8 bytes a point instead of a pointer plus a float object
+        # (Trend's history is most of a shard's memory per ticker); the values are the same
+        # IEEE doubles, so every sum and score is unchanged.
+        self.t: array[int] = array("q")
+        self.price: array[float] = array("d")
+        self.vwap: array[float] = array("d")
+        self.volume: array[float] = array("d")
+        self.rel: array[float] = array("d")  # close / vwap - 1
+        self.d_price: array[float] = array("d")  # close step from the point before (0 first)
+        self.d_rel: array[float] = array("d")  # the same for `rel`
+        self.signed: array[float] = array("d")  # volume signed by the price step
         self.head = 0
         self.spans = [SpanSums(ms) for ms in spans_ms]
         self.spread = Spread(spread_ms)
