@@ -181,13 +181,19 @@ def _make_persistence(settings: Settings) -> Any:
 def _start_gateway(settings: Settings, graph: Graph) -> tuple[Any, str]:
     from gateway.actor import GatewayActor
 
+    class GatewayRayActor(GatewayActor):
+        """The Ray-side constructor: looks up its peers by name (restartable, see _lookup)."""
+
+        def __init__(self, settings: Settings, names: tuple[str, ...]) -> None:
+            super().__init__(settings, *(_lookup(n, settings) for n in names))
+
     placement: dict[str, Any] = {}
     if settings.cluster.ray_address:
         # On a cluster the gateway lives on the head, where users' port 8088 is opened.
         placement["resources"] = {"node:__internal_head__": 0.001}
-    gateway = _remote(GatewayActor).options(
+    gateway = _remote(GatewayRayActor).options(
         **_opts(C.GATEWAY_ACTOR, settings, max_restarts=-1, **placement)
-    ).remote(settings, graph.queue, graph.universe, graph.ingest)
+    ).remote(settings, (C.PRIORITY_QUEUE_ACTOR, C.UNIVERSE_ACTOR, C.INGEST_ACTOR))
     host, port = ray.get(gateway.ready.remote())
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     return gateway, f"http://{shown}:{port}"
