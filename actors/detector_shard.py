@@ -24,7 +24,6 @@ from schemas.batches import BarBatch, TradeBatch
 from schemas.events import ShardOutput
 
 log = logging.getLogger(__name__)
-MAX_PUTS_IN_FLIGHT = 16
 
 
 class ShardAck(dict[str, Any]):

@@ -326,8 +326,3 @@ class PriorityQueueActor:
 
     async def ping(self) -> str:
         return "ok"
-
-
-def drain_outputs(outputs: Iterable[ShardOutput]) -> list[Event]:
-    """All events of several outputs, in order (test and offline helper)."""
-    return [e for o in outputs for e in o.events]

@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -248,7 +247,3 @@ class ReplaySource:
 
     async def close(self) -> None:
         self._closed = True
-
-
-def counter_dict(counter: Counter[str]) -> dict[str, int]:
-    return {k: int(v) for k, v in counter.items() if v}

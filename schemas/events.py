@@ -80,8 +80,3 @@ class ShardOutput(msgspec.Struct, frozen=True, kw_only=True):
 event_encoder = msgspec.json.Encoder()
 event_decoder = msgspec.json.Decoder(Event)
 events_decoder = msgspec.json.Decoder(list[Event])
-
-
-def event_to_dict(event: Event) -> dict[str, Any]:
-    """The wire form of an event (defaults omitted)."""
-    return msgspec.to_builtins(event)  # type: ignore[no-any-return]
