@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,12 +40,7 @@ ALPHAVANTAGE = """date,time_et,symbol,open,high,low,close,volume
 """
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-bad-input",
-             object_store_memory=200 * 2**20, log_to_driver=False)
-    yield
-    ray.shutdown()
+RAY_NAMESPACE = "test-bad-input"
 
 
 def write_slice(real_data_dir: Path, out: Path, bad: list[str]) -> None:
@@ -94,7 +88,7 @@ def test_bad_rows_are_counted_and_the_system_keeps_running(
         "ingest": {"source": "replay", "replay_files": [str(bad_dir / NAME), str(av)],
                    "speed": 0},
         "storage": {"enabled": False},
-        "cluster": {"namespace": "test-bad-input"},
+        "cluster": {"namespace": RAY_NAMESPACE},
     })
     graph = build_graph(settings, start_gateway=False)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +29,8 @@ SPY = "algoseek_lean/tick/spy/20131007_spy_Trade_Tick.csv.gz"
 KEY = "test-key-not-secret"
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-polygon-e2e",
-             object_store_memory=300 * 2**20, log_to_driver=False)
-    yield
-    ray.shutdown()
+RAY_NAMESPACE = "test-polygon-e2e"
+RAY_OBJECT_STORE_MB = 300
 
 
 def expected_ids(path: Path) -> list[str]:
@@ -59,7 +54,7 @@ async def test_polygon_source_matches_replay_source(ray_local: None, real_data_d
         "polygon": {"api_key": KEY, "feed": server.feed, "secure": False,
                     "rest_base": server.rest_base, "channels": ["T"]},
         "storage": {"enabled": False},
-        "cluster": {"namespace": "test-polygon-e2e"},
+        "cluster": {"namespace": RAY_NAMESPACE},
     })
     graph = await asyncio.to_thread(build_graph, settings, start_gateway=False)
     got: list[str] = []

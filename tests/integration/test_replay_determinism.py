@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,7 @@ SOURCE = "lobster_2012-06-21/AAPL_2012-06-21_34200000_57600000_message_1.csv.gz"
 SLICE_END_S = 34_200 + 8 * 60  # the first 8 minutes of the regular session
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-determinism",
-             object_store_memory=200 * 2**20, log_to_driver=False)
-    yield
-    ray.shutdown()
+RAY_NAMESPACE = "test-determinism"
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,10 @@ actor graph, with a real Socket.IO client connected before the replay starts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
 import socketio
 
 from cluster.graph import build_graph, shutdown_graph, start_ingest
@@ -24,12 +22,7 @@ pytestmark = pytest.mark.slow
 IBM = "algoseek_lean/tick/ibm/20131007_ibm_Trade_Tick.csv.gz"
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-sessions",
-             object_store_memory=200 * 2**20, log_to_driver=False)
-    yield
-    ray.shutdown()
+RAY_NAMESPACE = "test-sessions"
 
 
 async def test_session_changes_are_announced(
@@ -40,7 +33,7 @@ async def test_session_changes_are_announced(
                    "speed": 0, "batch_max_rows": 2048, "max_inflight_per_shard": 1},
         "gateway": {"port": 0},
         "storage": {"enabled": False},
-        "cluster": {"namespace": "test-sessions"},
+        "cluster": {"namespace": RAY_NAMESPACE},
     })
     graph = await asyncio.to_thread(build_graph, settings)
     resets: list[dict[str, Any]] = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,8 @@ def day_files(root: Path) -> list[Path]:
     return [root / "algoseek_lean" / "tick" / t / f"{DAY}_{t}_Trade_Tick.csv.gz" for t in TICKERS]
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-recovery",
-             object_store_memory=300 * 2**20, log_to_driver=False)
-    yield
-    ray.shutdown()
+RAY_NAMESPACE = "test-recovery"
+RAY_OBJECT_STORE_MB = 300
 
 
 def settings_for(files: list[Path], tmp: Path) -> Settings:
@@ -49,7 +44,7 @@ def settings_for(files: list[Path], tmp: Path) -> Settings:
                    "batch_max_rows": 4096, "max_inflight_per_shard": 2},
         "shards": {"count": 2, "checkpoint_interval_s": 0.3},
         "storage": {"database_url": f"sqlite+aiosqlite:///{tmp / 'recovery.db'}"},
-        "cluster": {"namespace": "test-recovery"},
+        "cluster": {"namespace": RAY_NAMESPACE},
     })
 
 
