@@ -17,10 +17,10 @@ from typing import Any
 
 import msgspec
 
-from actors.polygon_decode import FrameDecoder
-from actors.polygon_frames import EventTape
+from actors.polygon.decode import FrameDecoder
 from bench.report import emit, real_data_dir, result, rss_mb
 from bench.timing import interleaved_best
+from cluster.replay.tape import EventTape
 from schemas.polygon import frame_decoder
 
 EVENTS_PER_FRAME = 100  # the replay server's default frame size

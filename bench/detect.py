@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from actors.detector_engine import DetectorEngine
-from actors.readers import read_file
+from actors.detection.engine import DetectorEngine
+from actors.sources.readers import read_file
 from bench.loadgen import SyntheticMarket, load_real_trades, trade_files
 from bench.report import emit, real_data_dir, result, rss_mb
 from bench.timing import interleaved_best, option

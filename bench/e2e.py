@@ -38,8 +38,8 @@ import numpy as np
 import ray
 import socketio
 
-from actors.polygon_decode import FrameDecoder
-from actors.polygon_feed import PolygonFeed
+from actors.polygon.decode import FrameDecoder
+from actors.polygon.feed import PolygonFeed
 from bench.feedserver import FeedProcess, FeedResult, FeedSpec
 from bench.loadgen import SyntheticMarket, load_real_trades, trade_files
 from bench.report import emit, real_data_dir, result, rss_mb

@@ -78,8 +78,8 @@ class Cycle:
 
 def template_events(files: list[Path]) -> list[Event]:
     """Events the detectors find on recorded days (kinds and fields as in real use)."""
-    from actors.detector_engine import DetectorEngine
-    from actors.readers import read_file
+    from actors.detection.engine import DetectorEngine
+    from actors.sources.readers import read_file
     from schemas.batches import TradeBatch
 
     events: list[Event] = []

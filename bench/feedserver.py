@@ -92,7 +92,7 @@ def serve(conn: Connection, spec: FeedSpec) -> None:
 
 
 async def _serve(conn: Connection, spec: FeedSpec) -> None:
-    from cluster.replay_server import ReplayServer
+    from cluster.replay.server import ReplayServer
 
     real = load_real_trades([Path(f) for f in spec.files], spec.max_rows_per_file)
     market = SyntheticMarket(real, spec.tickers, spec.rate, seed=spec.seed)

@@ -27,9 +27,9 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from actors.polygon_frames import EventTape, Tick
-from actors.readers import ReadStats
-from actors.sessions import ET
+from actors.market.sessions import ET
+from actors.sources.readers import ReadStats
+from cluster.replay.tape import EventTape, Tick
 from schemas.batches import TradeBatch
 
 I64 = npt.NDArray[np.int64]

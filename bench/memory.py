@@ -29,9 +29,9 @@ from typing import Any
 
 import ray
 
-from actors.detector_engine import DetectorEngine
+from actors.detection.engine import DetectorEngine
 from actors.handles import ShardHandle
-from actors.ingest import IngestEngine
+from actors.ingest.engine import IngestEngine
 from bench.loadgen import DEFAULT_START_MS, SyntheticMarket, load_real_trades, trade_files
 from bench.report import emit, real_data_dir, result
 from bench.timing import interleaved_best, option

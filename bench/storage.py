@@ -22,14 +22,14 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from actors.database import is_sqlite, make_engine, normalize_url, upgrade
-from actors.persistence import PersistenceActor
-from actors.persistence_buffer import EventRow, PersistenceBuffer
+from actors.persistence.actor import PersistenceActor
+from actors.persistence.buffer import EventRow, PersistenceBuffer
 from bench.report import emit, result, rss_mb
 from config.constants import ENV_DATABASE_URL
 from config.settings import StorageConfig
 from schemas.events import Event
 from schemas.tables import EVENT_COLUMNS
+from storage.database import is_sqlite, make_engine, normalize_url, upgrade
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 T0 = 1_710_511_200_000  # 2024-03-15 10:00 America/New_York

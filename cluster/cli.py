@@ -4,183 +4,32 @@
     tickstock replay-server FILE... [--port 8765] [--speed X] [--loop]
     tickstock detect FILE... [--out PATH.csv|.parquet|.jsonl]
     tickstock record --out FILE.jsonl.gz
-    tickstock bench decode|detect|e2e|fanout|memory|all
+    tickstock bench decode|detect|e2e|fanout|memory|storage|all
     tickstock db upgrade|downgrade REV|current
+
+Each command lives in its own module (`cluster/commands/`, `bench/cli.py`) and is imported
+only when it runs, so `tickstock detect` never pays for Ray and `tickstock up` never for pandas.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-import signal
 import sys
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from config import constants as C
 from config.logging import setup_logging
-from config.settings import Settings, load_settings
 
-
-def _up_parser(sub: Any) -> None:
-    p = sub.add_parser("up", help="start (or attach to) Ray, build the actor graph, serve")
-    p.add_argument("--source", choices=["synthetic", "polygon", "replay"])
-    p.add_argument("--replay", nargs="+", metavar="FILE", default=[], help="recorded files")
-    p.add_argument("--speed", type=float, help="replay speed multiplier (0 = as fast as possible)")
-    p.add_argument("--loop", action="store_true", help="restart the replay at its end")
-    p.add_argument("--host", help="gateway bind address (0.0.0.0 on clusters)")
-    p.add_argument("--port", type=int, help=f"gateway port (default {C.DEFAULT_GATEWAY_PORT})")
-    p.add_argument("--shards", type=int, help="detector shards (default 2)")
-    p.add_argument("--ray-address", help="attach to a Ray cluster (auto, host:port, ray://...)")
-    p.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite file in the data dir)")
-    p.add_argument("--no-db", action="store_true", help="run without storage")
-    p.add_argument("--polygon-feed", help="Polygon WebSocket host[:port]")
-    p.add_argument("--insecure", action="store_true", help="plain ws:// to the feed")
-    p.add_argument("--polygon-rest", help="Polygon REST base URL")
-    p.add_argument("--rate", type=float, help="synthetic trades per second")
-    p.add_argument("--tickers", type=int, help="synthetic: number of core tickers (0 = all)")
-    p.add_argument("--all-symbols", action="store_true", help="track every symbol in the data")
-    p.add_argument("--auth", choices=["local", "token"], help="local single-user or token auth")
-    p.add_argument("--config", help="TOML settings file")
-    p.add_argument("--no-status", action="store_true", help="no live status line")
-    p.add_argument("--exit-when-done", action="store_true", help="stop when a replay is done")
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    ingest: dict[str, Any] = {}
-    if args.replay:
-        ingest["replay_files"] = list(args.replay)
-        ingest.setdefault("source", "replay")
-    if args.source:
-        ingest["source"] = args.source
-    flags = (("speed", "speed"), ("rate", "synthetic_rate"), ("tickers", "synthetic_tickers"))
-    for flag, key in flags:
-        if getattr(args, flag) is not None:
-            ingest[key] = getattr(args, flag)
-    if args.loop:
-        ingest["loop"] = True
-    if args.all_symbols:
-        ingest["accept_unknown_symbols"] = True
-    out: dict[str, Any] = {"ingest": ingest} if ingest else {}
-    named = (("host", args.host), ("port", args.port), ("auth_mode", args.auth))
-    gateway = {k: v for k, v in named if v}
-    if gateway:
-        out["gateway"] = gateway
-    if args.shards:
-        out["shards"] = {"count": args.shards}
-    if args.ray_address:
-        out["cluster"] = {"ray_address": args.ray_address}
-    storage: dict[str, Any] = {}
-    if args.database_url:
-        storage["database_url"] = args.database_url
-    if args.no_db:
-        storage["enabled"] = False
-    if storage:
-        out["storage"] = storage
-    polygon: dict[str, Any] = {}
-    if args.polygon_feed:
-        polygon["feed"] = args.polygon_feed
-    if args.insecure:
-        polygon["secure"] = False
-    if args.polygon_rest:
-        polygon["rest_base"] = args.polygon_rest
-    if polygon:
-        out["polygon"] = polygon
-    return out
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    """Run the system until Ctrl-C (or the end of a replay with --exit-when-done)."""
-    import ray
-
-    from cluster.graph import build_graph, init_ray, shutdown_graph, start_ingest
-    from cluster.status import StatusLine
-
-    try:
-        settings = load_settings(file=args.config, overrides=_overrides(args))
-    except (ValueError, OSError) as e:
-        print(f"tickstock up: {e}", file=sys.stderr)
-        return 2
-    if settings.ingest.source == "polygon" and not settings.polygon.api_key:
-        print("tickstock up: --source polygon needs POLYGON_API_KEY (any value for a local "
-              "`tickstock replay-server`)", file=sys.stderr)
-        return 2
-    _prepare_storage(settings)
-    print(f"Starting TickStock ({settings.ingest.source} source, {settings.shards.count} shards)…")
-    init_ray(settings)
-    graph = build_graph(settings)
-    stop = _install_stop_handler()
-    try:
-        start_ingest(graph)
-    except Exception as e:
-        print(f"tickstock up: the source could not start: {_root_cause(e)}", file=sys.stderr)
-        shutdown_graph(graph)
-        ray.shutdown()
-        return 1
-    print(f"TickStock is up: {graph.url}  (Ctrl-C to stop)", flush=True)
-    status = StatusLine(graph, enabled=not args.no_status)
-    try:
-        while not stop():
-            done = status.refresh()
-            if done and args.exit_when_done:
-                break
-            time.sleep(1.0)
-    finally:
-        status.close()
-        print("Stopping…", flush=True)
-        shutdown_graph(graph)
-        ray.shutdown()
-    print("Stopped.")
-    return 0
-
-
-def _prepare_storage(settings: Settings) -> None:
-    """Migrate the embedded SQLite file on first start (PostgreSQL: `tickstock db upgrade`)."""
-    if not settings.storage.enabled:
-        return
-    import asyncio
-
-    from actors.database import ensure_database
-
-    asyncio.run(ensure_database(settings.database_url()))
-
-
-def _root_cause(e: BaseException) -> str:
-    cause: BaseException = e
-    while getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # type: ignore[attr-defined]
-    return str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
-
-
-def _install_stop_handler() -> Callable[[], bool]:
-    flag = {"stop": False}
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return lambda: flag["stop"]
-
-
-def _delegate(module: str, func: str) -> Callable[[list[str]], int]:
-    def run(argv: list[str]) -> int:
-        import importlib
-
-        return int(getattr(importlib.import_module(module), func)(argv))
-
-    return run
-
-
-DELEGATED = {
-    "replay-server": _delegate("cluster.replay_server", "replay_server_main"),
-    "detect": _delegate("actors.offline", "detect_main"),
-    "record": _delegate("actors.recorder", "record_main"),
-    "bench": _delegate("bench.cli", "bench_main"),
-    "db": _delegate("actors.database", "db_main"),
+# command -> (module, entry point taking argv and returning the exit code, help)
+COMMANDS = {
+    "up": ("cluster.commands.up", "up_main", "start (or attach to) Ray, build the graph, serve"),
+    "replay-server": ("cluster.commands.replay_server", "replay_server_main",
+                      "a local server speaking Polygon's stocks WebSocket protocol"),
+    "detect": ("cluster.commands.detect", "detect_main", "run the detectors over recorded files"),
+    "record": ("cluster.commands.record", "record_main", "capture raw Polygon frames"),
+    "bench": ("bench.cli", "bench_main", "the benchmark suite"),
+    "db": ("cluster.commands.db", "db_main", "database migrations"),
 }
 
 
@@ -188,19 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tickstock` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
-    if argv and argv[0] in DELEGATED:
-        return DELEGATED[argv[0]](argv[1:])
+    if argv and argv[0] in COMMANDS:
+        module, entry, _ = COMMANDS[argv[0]]
+        return int(getattr(importlib.import_module(module), entry)(argv[1:]))
     parser = argparse.ArgumentParser(prog="tickstock", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    _up_parser(sub)
-    for name in DELEGATED:
-        sub.add_parser(name, help=f"see `tickstock {name} --help`")
-    args = parser.parse_args(argv)
-    if args.command == "up":
-        return cmd_up(args)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    for name, (_, _, text) in COMMANDS.items():
+        sub.add_parser(name, help=f"{text} (see `tickstock {name} --help`)")
+    parser.parse_args(argv)
+    return 2  # unreachable: a known command was dispatched above, argparse exits otherwise
 
 
 if __name__ == "__main__":

@@ -20,11 +20,11 @@ from typing import Any
 
 import ray
 
-from actors.detector_shard import DetectorShard
+from actors.detection.actor import DetectorShard
 from actors.handles import CheckpointSink, QueueSink, ShardHandle, UniverseHandle
-from actors.ingest import IngestActor
-from actors.priority_queue import PriorityQueueActor
-from actors.universe import UniverseCoordinatorActor
+from actors.ingest.actor import IngestActor
+from actors.priority_queue.actor import PriorityQueueActor
+from actors.universe.actor import UniverseCoordinatorActor
 from config import constants as C
 from config.settings import Settings
 
@@ -171,7 +171,7 @@ def start_ingest(graph: Graph) -> str:
 def _make_persistence(settings: Settings) -> Any:
     if not settings.storage.enabled:
         return None
-    from actors.persistence import PersistenceActor
+    from actors.persistence.actor import PersistenceActor
 
     return _remote(PersistenceActor).options(
         **_opts(C.PERSISTENCE_ACTOR, settings, max_restarts=-1, max_concurrency=100)

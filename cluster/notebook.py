@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import ray
 
-from actors.routing import shard_of
+from actors.ingest.routing import shard_of
 from config import constants as C
 
 

@@ -48,8 +48,9 @@ class RayDeps:
         """Build over handles, with SQL accounts and history when storage is enabled."""
         if not settings.storage.enabled:
             return cls(queue, universe, ingest)
-        from actors.database import engine_for
-        from actors.store import EventHistory, SqlUserStore
+        from storage.database import engine_for
+        from storage.history import EventHistory
+        from storage.users import SqlUserStore
 
         engine = engine_for(settings.database_url(), settings.storage)
         return cls(

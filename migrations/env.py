@@ -32,7 +32,7 @@ def run_on(connection: Connection) -> None:
 
 async def run_async(url: str) -> None:
     """Open an engine for `url` and migrate through it."""
-    from actors.database import make_engine  # late: only the command-line path needs it
+    from storage.database import make_engine
 
     engine = make_engine(url)
     try:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.detector_engine import DetectorEngine
+from actors.detection.engine import DetectorEngine
 from bench.loadgen import DEFAULT_START_MS, SyntheticMarket, load_real_trades, trade_files
 from bench.report import real_data_dir
 from config.detection import DetectionConfig

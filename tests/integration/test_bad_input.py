@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from actors.detector_engine import DetectorEngine
-from actors.readers import read_file
+from actors.detection.engine import DetectorEngine
+from actors.sources.readers import read_file
 from cluster.graph import build_graph, shutdown_graph, start_ingest
 from config.settings import load_settings
 from schemas.batches import TradeBatch

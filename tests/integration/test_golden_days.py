@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.conditions import algoseek_flags, effective_flags
-from actors.detector_engine import DetectorEngine, event_order
-from actors.offline import detect, events_frame
-from actors.readers import read_file
-from actors.sessions import ET, day_hours
+from actors.detection.engine import DetectorEngine, event_order
+from actors.detection.offline import detect, events_frame
+from actors.market.conditions import algoseek_flags, effective_flags
+from actors.market.sessions import ET, day_hours
+from actors.sources.readers import read_file
 from config.detection import DetectionConfig
 from schemas.batches import FLAG_HIGH_LOW, BarBatch, TradeBatch
 from schemas.events import Event
@@ -352,7 +352,7 @@ def test_bad_input_in_a_real_day_is_dropped_and_counted(real_data_dir: Path) -> 
 def test_detect_cli_writes_events(
     real_data_dir: Path, tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from actors.offline import detect_main
+    from cluster.commands.detect import detect_main
 
     path = real_data_dir / "algoseek_lean/minute/goog/20151224_goog_minute_trade.csv.gz"
     out = tmp_path / f"events{suffix}"
@@ -368,7 +368,7 @@ def test_detect_cli_writes_events(
 
 
 def test_detect_cli_refuses_bad_arguments(tmp_path: Path, real_data_dir: Path) -> None:
-    from actors.offline import detect_main
+    from cluster.commands.detect import detect_main
 
     path = real_data_dir / "algoseek_lean/minute/goog/20151224_goog_minute_trade.csv.gz"
     assert detect_main([str(tmp_path / "missing.csv"), "--no-progress"]) == 2

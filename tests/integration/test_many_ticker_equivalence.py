@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actors.detector_engine import DetectorEngine
-from actors.readers import read_file
+from actors.detection.engine import DetectorEngine
+from actors.sources.readers import read_file
 from bench.loadgen import SyntheticMarket, load_real_trades, trade_files
 from config.detection import DetectionConfig
 from schemas.batches import BarBatch, TradeBatch

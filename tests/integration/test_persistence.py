@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from actors.database import make_engine, sqlite_path, upgrade
-from actors.persistence import PersistenceActor
-from actors.store import EventHistory
+from actors.persistence.actor import PersistenceActor
 from config.settings import StorageConfig
+from storage.database import make_engine, sqlite_path, upgrade
+from storage.history import EventHistory
 from tests.conftest import eventually
 from tests.integration.storage_db import (
     BACKENDS,

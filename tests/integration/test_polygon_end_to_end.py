@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import ray
 
-from actors.detector_engine import DetectorEngine
-from actors.readers import read_file
+from actors.detection.engine import DetectorEngine
+from actors.sources.readers import read_file
 from cluster.graph import build_graph, shutdown_graph, start_ingest
-from cluster.replay_server import ReplayServer
+from cluster.replay.server import ReplayServer
 from config.settings import load_settings
 from schemas.batches import TradeBatch
 from tests.conftest import eventually

@@ -17,9 +17,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.polygon_decode import FrameDecoder
-from actors.polygon_feed import PolygonFeed, topic_batches
-from cluster.replay_server import Fault, ReplayServer
+from actors.polygon.decode import FrameDecoder
+from actors.polygon.feed import PolygonFeed, topic_batches
+from cluster.replay.server import Fault, ReplayServer
 from config.settings import PolygonConfig
 from tests.conftest import eventually
 

@@ -9,10 +9,12 @@ import msgspec
 import numpy as np
 import pytest
 
-from actors.polygon_frames import EventTape
-from actors.readers import ReadStats, iter_recording, read_file
-from actors.recorder import Recorder, record_main
-from cluster.replay_server import ReplayServer, replay_server_main
+from actors.polygon.recorder import Recorder
+from actors.sources.readers import ReadStats, iter_recording, read_file
+from cluster.commands.record import record_main
+from cluster.commands.replay_server import replay_server_main
+from cluster.replay.server import ReplayServer
+from cluster.replay.tape import EventTape
 from config.settings import PolygonConfig
 from schemas.batches import BarBatch, TradeBatch
 from tests.conftest import eventually

@@ -18,9 +18,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from actors.polygon_frames import EXCHANGE_IDS, EventTape, open_tape
-from actors.polygon_rest import PolygonRest, PolygonRestError
-from cluster.replay_server import Fault, ReplayServer, parse_fault
+from actors.polygon.rest import PolygonRest, PolygonRestError
+from cluster.replay.server import Fault, ReplayServer, parse_fault
+from cluster.replay.tape import EXCHANGE_IDS, EventTape, open_tape
 from config.settings import PolygonConfig
 from tests.conftest import eventually
 

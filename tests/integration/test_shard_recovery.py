@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import ray
 
-from actors.detector_engine import DetectorEngine
-from actors.readers import ReadStats
-from actors.sources import load_replay
+from actors.detection.engine import DetectorEngine
+from actors.sources.readers import ReadStats
+from actors.sources.replay import load_replay
 from cluster.graph import Graph, build_graph, shutdown_graph, start_ingest
 from config.settings import Settings, load_settings
 from schemas.batches import TradeBatch
@@ -83,7 +83,7 @@ def test_killed_shard_resumes_from_checkpoint_without_loss(
     graph = build_graph(settings, start_gateway=False)
     try:
         start_ingest(graph)
-        from actors.routing import shard_of
+        from actors.ingest.routing import shard_of
 
         victim_index = shard_of("SPY", 2)
         victim = graph.shards[victim_index]
@@ -119,6 +119,6 @@ def _pid(actor: Any) -> int | None:
 
 
 async def _migrate(settings: Settings) -> None:
-    from actors.database import ensure_database
+    from storage.database import ensure_database
 
     await ensure_database(settings.database_url())

@@ -11,7 +11,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from actors.database import (
+from actors.persistence.actor import PersistenceActor
+from config.settings import StorageConfig
+from schemas.events import Event
+from schemas.records import AnalyticsRow, SessionCountRow
+from schemas.tables import Base, DetectorCheckpoint, MarketAnalytics
+from storage.checkpoints import CheckpointStore
+from storage.database import (
     current,
     downgrade,
     ensure_database,
@@ -20,12 +26,9 @@ from actors.database import (
     sqlite_path,
     upgrade,
 )
-from actors.persistence import PersistenceActor
-from actors.store import CheckpointStore, EventHistory, SqlUserStore, UserExistsError
-from config.settings import StorageConfig
-from schemas.events import Event
-from schemas.records import AnalyticsRow, SessionCountRow
-from schemas.tables import Base, DetectorCheckpoint, MarketAnalytics
+from storage.history import EventHistory
+from storage.users import UserExistsError
+from storage.users import SqlUserStore
 from tests.integration.storage_db import BACKENDS, T0, make_events, scratch_database
 
 pytestmark = pytest.mark.timeout(120)

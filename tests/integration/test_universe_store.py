@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from actors.database import ensure_database, make_engine
-from actors.store import SqlUserStore
-from actors.universe import UniverseCoordinatorActor
+from actors.universe.actor import UniverseCoordinatorActor
 from config.settings import load_settings
+from storage.database import ensure_database, make_engine
+from storage.users import SqlUserStore
 
 
 async def test_selections_and_filters_survive_a_restart(tmp_path: Path) -> None:

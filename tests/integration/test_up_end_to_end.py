@@ -23,8 +23,8 @@ import aiohttp
 import pytest
 import socketio
 
-from actors.detector_engine import DetectorEngine
-from actors.readers import read_file
+from actors.detection.engine import DetectorEngine
+from actors.sources.readers import read_file
 from config.detection import DetectionConfig
 from schemas.batches import TradeBatch
 from tests.conftest import eventually, wait_for

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from actors.sessions import SessionClock, SessionInfo
+from actors.market.sessions import SessionClock, SessionInfo
 from config.detection import AnalyticsConfig
 from schemas.events import Event, EventKind, MarketSession
 

@@ -46,9 +46,9 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 
-from actors.highlow import HighLowDetector
-from actors.sessions import SessionClock, SessionInfo
-from actors.validation import Validator
+from actors.detection.highlow import HighLowDetector
+from actors.detection.validation import Validator
+from actors.market.sessions import SessionClock, SessionInfo
 from config.detection import DetectionConfig
 from schemas.batches import (
     F64,

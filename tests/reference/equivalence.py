@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from actors.detector_engine import DetectorEngine
-from actors.readers import read_file
+from actors.detection.engine import DetectorEngine
+from actors.sources.readers import read_file
 from config.detection import DetectionConfig
 from schemas.batches import BarBatch, TradeBatch
 from schemas.events import Event

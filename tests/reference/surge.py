@@ -20,8 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from actors.market_period import MarketPeriod, market_period
-from actors.sessions import SessionInfo
+from actors.market.periods import MarketPeriod, market_period
+from actors.market.sessions import SessionInfo
 from config.detection import SurgeBand, SurgeConfig, SurgePeriod
 from schemas.events import Direction, Event, EventKind
 from tests.reference.bars import Bar

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from actors.market_period import MarketPeriod, market_period
-from actors.sessions import SessionInfo
+from actors.market.periods import MarketPeriod, market_period
+from actors.market.sessions import SessionInfo
 from config.detection import TrendBucket, TrendConfig, TrendPeriod
 from schemas.events import Direction, Event, EventKind
 from tests.reference.bars import Bar

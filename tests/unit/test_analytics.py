@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.analytics import MarketAnalytics, ShardAnalytics
-from actors.sessions import ET, SessionClock
+from actors.detection.analytics import ShardAnalytics
+from actors.market.analytics import MarketAnalytics
+from actors.market.sessions import ET, SessionClock
 from config.detection import AnalyticsConfig
 from schemas.events import Event
 

@@ -17,10 +17,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.analytics import ShardAnalytics
-from actors.bars import Bar, SecondBarBuilder
-from actors.sessions import ET, SessionClock
-from actors.surge import SurgeDetector
+from actors.detection.analytics import ShardAnalytics
+from actors.detection.bars import Bar, SecondBarBuilder
+from actors.detection.surge import SurgeDetector
+from actors.market.sessions import ET, SessionClock
 from config.detection import AnalyticsConfig, BarConfig, SurgeConfig
 from schemas.events import Event
 from tests.reference import bars as reference_bars

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.bars import Bar, SecondBarBuilder
-from actors.conditions import algoseek_flags, effective_flags
-from actors.sessions import ET
+from actors.detection.bars import Bar, SecondBarBuilder
+from actors.market.conditions import algoseek_flags, effective_flags
+from actors.market.sessions import ET
 from config.detection import BarConfig
 from schemas.batches import FLAG_HIGH_LOW
 

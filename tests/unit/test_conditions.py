@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.conditions import (
+from actors.market.conditions import (
     algoseek_flags,
     algoseek_to_polygon,
     effective_flags,

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.conditions import effective_flags, flags_for
-from actors.detector_engine import (
+from actors.detection.engine import (
     DetectorEngine,
     bars_as_trades,
     effective_flags_array,
@@ -19,7 +18,8 @@ from actors.detector_engine import (
     group_rows,
     time_slices,
 )
-from actors.sessions import ET
+from actors.market.conditions import effective_flags, flags_for
+from actors.market.sessions import ET
 from config.detection import BarConfig, DetectionConfig, ValidationConfig
 from schemas.batches import FLAGS_REGULAR, BarBatch, TradeBatch
 from schemas.events import Event

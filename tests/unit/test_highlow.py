@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.highlow import HighLowDetector, HighLowReference
-from actors.sessions import ET, SessionClock, SessionInfo
+from actors.detection.highlow import HighLowDetector, HighLowReference
+from actors.market.sessions import ET, SessionClock, SessionInfo
 from config.detection import HighLowConfig
 from schemas.batches import FLAG_HIGH_LOW, FLAG_LAST, FLAG_VOLUME, FLAGS_REGULAR
 from schemas.events import Event

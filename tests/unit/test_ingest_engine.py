@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import ray
 
-from actors.ingest import IngestEngine
-from actors.routing import shard_of
+from actors.ingest.engine import IngestEngine
+from actors.ingest.routing import shard_of
 from config.settings import load_settings
 from schemas.batches import TradeBatch
 

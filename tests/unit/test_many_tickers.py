@@ -21,12 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec.structs import astuple
 
-from actors.bars import Bar, SecondBarBuilder
-from actors.detector_engine import DetectorEngine, group_rows
-from actors.highlow import HighLowDetector
-from actors.sessions import ET, SessionClock
-from actors.ticker_table import Groups, TickerTable, seg_accumulate, shift_in
-from actors.validation import Validator
+from actors.detection.bars import Bar, SecondBarBuilder
+from actors.detection.engine import DetectorEngine, group_rows
+from actors.detection.highlow import HighLowDetector
+from actors.detection.ticker_table import Groups, TickerTable, seg_accumulate, shift_in
+from actors.detection.validation import Validator
+from actors.market.sessions import ET, SessionClock
 from config.detection import BarConfig, DetectionConfig, HighLowConfig, ValidationConfig
 from schemas.batches import (
     FLAG_FORM_T,

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from actors.persistence import Backoff, PersistenceActor
-from actors.persistence_buffer import (
+from actors.persistence.actor import PersistenceActor
+from actors.persistence.backoff import Backoff
+from actors.persistence.buffer import (
     LatestRows,
     PersistenceBuffer,
     RowQueue,
@@ -199,7 +200,7 @@ async def test_buffer_bound_applies_while_the_database_is_down(tmp_path: Path) -
 
 @pytest.mark.parametrize("url", ["postgresql://u:hunter2@db:5432/x"])
 def test_errors_never_show_the_password(url: str) -> None:
-    from actors.database import describe_error
+    from storage.database import describe_error
 
     text = describe_error(ConnectionError(f"could not connect to {url} (hunter2)"), url)
     assert "hunter2" not in text

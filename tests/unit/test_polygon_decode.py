@@ -8,8 +8,8 @@ import msgspec
 import numpy as np
 import pytest
 
-from actors.conditions import flags_for
-from actors.polygon_decode import FrameDecoder, scalar_ms, to_ms
+from actors.market.conditions import flags_for
+from actors.polygon.decode import FrameDecoder, scalar_ms, to_ms
 from schemas.batches import FLAG_FORM_T, FLAGS_REGULAR
 from schemas.polygon import PolygonTrade
 

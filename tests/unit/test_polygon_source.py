@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors.polygon_source import calendar_mismatches
+from actors.sources.polygon import calendar_mismatches
 
 
 def test_calendar_mismatches_against_the_shipped_calendar() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from actors.priority_queue import PriorityEventQueue
-from actors.sessions import ET
+from actors.market.sessions import ET
+from actors.priority_queue.ranking import PriorityEventQueue
 from config.settings import QueueConfig
 from schemas.events import Event
 

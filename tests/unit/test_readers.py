@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actors.readers import ReadStats, UnknownFormatError, detect_format, read_file
+from actors.sources.readers import ReadStats, UnknownFormatError, detect_format, read_file
 from schemas.batches import FLAG_FORM_T, FLAGS_REGULAR, BarBatch, TradeBatch
 
 LOBSTER = "lobster_2012-06-21/AMZN_2012-06-21_34200000_57600000_message_1.csv.gz"

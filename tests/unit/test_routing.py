@@ -8,8 +8,8 @@ from collections import Counter
 
 import numpy as np
 
-from actors.routing import shard_index, shard_of, split_by_shard
-from actors.universe import UniverseRegistry
+from actors.ingest.routing import shard_index, shard_of, split_by_shard
+from actors.universe.registry import UniverseRegistry
 from config.settings import UniverseConfig
 from schemas.batches import TradeBatch
 
@@ -17,7 +17,7 @@ TICKERS = ["AAPL", "MSFT", "SPY", "BRK.B", "GOOG", "AMZN", "IBM", "BAC", "AIG", 
 
 
 def test_same_shards_in_a_fresh_process_with_other_hash_seed() -> None:
-    code = ("from actors.routing import shard_of;"
+    code = ("from actors.ingest.routing import shard_of;"
             f"print([shard_of(t, 7) for t in {TICKERS!r}])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONHASHSEED": "12345", "PATH": ""}, check=True,

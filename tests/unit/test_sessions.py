@@ -8,7 +8,7 @@ from importlib import resources
 
 import pytest
 
-from actors.sessions import ET, SessionClock, day_hours, last_session_open, session_at
+from actors.market.sessions import ET, SessionClock, day_hours, last_session_open, session_at
 from schemas.events import MarketSession
 
 PRE, REGULAR, AFTER, CLOSED = (

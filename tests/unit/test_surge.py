@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.bars import Bar
-from actors.market_period import MarketPeriod, market_period
-from actors.sessions import ET, SessionClock
-from actors.surge import Measure, SurgeDetector
+from actors.detection.bars import Bar
+from actors.detection.surge import Measure, SurgeDetector
+from actors.market.periods import MarketPeriod, market_period
+from actors.market.sessions import ET, SessionClock
 from config.detection import SurgeConfig
 from schemas.events import Event
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.bars import Bar
-from actors.market_period import MarketPeriod, market_period
-from actors.sessions import ET, SessionClock
-from actors.trend import Scores, TrendDetector, WindowTerms
+from actors.detection.bars import Bar
+from actors.detection.trend import Scores, TrendDetector, WindowTerms
+from actors.market.periods import MarketPeriod, market_period
+from actors.market.sessions import ET, SessionClock
 from config.detection import TrendConfig
 from schemas.events import Event
 

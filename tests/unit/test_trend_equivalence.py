@@ -20,9 +20,9 @@ from unittest.mock import patch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.bars import Bar
-from actors.sessions import ET, SessionClock
-from actors.trend import TrendDetector
+from actors.detection.bars import Bar
+from actors.detection.trend import TrendDetector
+from actors.market.sessions import ET, SessionClock
 from config.detection import TrendConfig
 from schemas.events import Event
 from tests.reference.equivalence import event_diffs
@@ -109,8 +109,8 @@ def often_trimmed_and_rebuilt(small: bool) -> Iterator[None]:
     if not small:
         yield
         return
-    with (patch("actors.trend._TRIM_AT", SMALL_TRIM),
-          patch("actors.trend_windows.REBUILD_EVERY", SMALL_REBUILD)):
+    with (patch("actors.detection.trend._TRIM_AT", SMALL_TRIM),
+          patch("actors.detection.trend_windows.REBUILD_EVERY", SMALL_REBUILD)):
         yield
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.universe import UniverseError, UniverseRegistry
+from actors.universe.registry import UniverseError, UniverseRegistry
 from config.settings import UniverseConfig
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.validation import Validator
+from actors.detection.validation import Validator
 from config.detection import ValidationConfig
 from schemas.batches import BarBatch, TradeBatch
 

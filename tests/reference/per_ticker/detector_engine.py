@@ -46,10 +46,10 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 
-from actors.analytics import ShardAnalytics
-from actors.sessions import SessionClock, SessionInfo
-from actors.surge import SurgeDetector
-from actors.trend import TrendDetector
+from actors.detection.analytics import ShardAnalytics
+from actors.detection.surge import SurgeDetector
+from actors.detection.trend import TrendDetector
+from actors.market.sessions import SessionClock, SessionInfo
 from config.detection import DetectionConfig
 from schemas.batches import (
     F64,

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.sessions import SessionClock, SessionInfo
+from actors.market.sessions import SessionClock, SessionInfo
 from config.detection import HighLowConfig
 from schemas.batches import F64, FLAG_HIGH_LOW, FLAG_VOLUME, I64, U8
 from schemas.events import Direction, Event, EventKind, MarketSession
