@@ -20,6 +20,7 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+from actors.detection.bar_detector import BarDetector, TickerState
 from actors.detection.bars import Bar
 from actors.market.periods import MarketPeriod, market_period
 from actors.market.sessions import SessionInfo
@@ -37,15 +38,11 @@ _TRIGGER_LABELS = {
 
 
 @dataclass(slots=True)
-class _TickerState:
+class _TickerState(TickerState):
     """What the detector remembers of one ticker in one session (bounded)."""
 
-    session_start: int
     points: deque[tuple[int, float, float]]  # sampled (time ms, close $, volume shares)
     last_check: int | None = None  # time of the last sampled bar
-    count_up: int = 0
-    count_down: int = 0
-    last_direction: str | None = None
     last_surge: int | None = None
     window_count: int = 0  # surges since the cap window last reset
 
@@ -77,21 +74,12 @@ class _Moves(NamedTuple):
     volume_mult: float
 
 
-class SurgeDetector:
+class SurgeDetector(BarDetector[SurgePeriod, _TickerState]):
     """Find surges in the per-second bars of many tickers (pure; clock = bar time)."""
 
     def __init__(self, config: SurgeConfig) -> None:
+        super().__init__(config)
         self.config = c = config
-        self.suppressed: dict[str, int] = {}  # gate or reason -> bars it stopped
-        self._states: dict[str, _TickerState] = {}
-        self._periods = {
-            MarketPeriod.OPENING: c.opening,
-            MarketPeriod.MIDDAY: c.midday,
-            MarketPeriod.CLOSING: c.closing,
-            MarketPeriod.AFTERHOURS: c.afterhours,
-            MarketPeriod.PREMARKET: c.premarket,
-            MarketPeriod.CLOSED: c.closed,
-        }
         # % threshold multiplier by volatility, and the volatility with the smallest one
         self._mults = {"HIGH": c.high_volatility_mult, "LOW": c.low_volatility_mult, "NORMAL": 1.0}
         self._loosest = min(self._mults, key=self._mults.__getitem__)
@@ -101,11 +89,9 @@ class SurgeDetector:
         if not (bar.c > 0 and bar.v > 0 and math.isfinite(bar.c) and math.isfinite(bar.v)):
             self._suppress("no_price_or_volume")
             return None
-        state = self._state(bar.ticker, session)
-        period = market_period(
-            bar.start, session, self.config.opening_s * 1000, self.config.closing_s * 1000
-        )
-        params = self._periods[period]
+        state = self._state(bar, session)
+        period = market_period(bar.start, session, self._opening_ms, self._closing_ms)
+        params = self._periods[period]  # `period_params`, inlined: on_bar is the hot path
         interval_ms = params.interval_s * 1000
         if state.last_check is not None and bar.end - state.last_check < interval_ms:
             return None
@@ -133,10 +119,6 @@ class SurgeDetector:
             self._suppress(blocked)
             return None
         return self._emit(state, bar, session, base_price, measure, trigger, score)
-
-    def reset_ticker(self, ticker: str) -> None:
-        """Forget everything about `ticker` (its market session changed)."""
-        self._states.pop(ticker, None)
 
     # -- measurement ---------------------------------------------------------------------------
 
@@ -286,34 +268,13 @@ class SurgeDetector:
     ) -> Event:
         up = m.move_usd > 0
         direction = Direction.UP if up else Direction.DOWN
-        if up:
-            state.count_up += 1
-        else:
-            state.count_down += 1
-        reversal = None
-        if state.last_direction is not None and state.last_direction != direction:
-            reversal = f"{state.last_direction}-now-{direction.value}"
-        state.last_direction = direction.value
         state.last_surge = bar.end
         state.window_count += 1
-        count = state.count_up + state.count_down
-        return Event(
-            id=f"{bar.ticker}:surge:{bar.end}:{count}",
-            ticker=bar.ticker,
-            kind=EventKind.SURGE.value,
-            direction=direction.value,
-            price=bar.c,
-            time=bar.end,
-            session=session.session.value,
-            count=count,
-            count_up=state.count_up,
-            count_down=state.count_down,
-            pct_change=(bar.c - base_price) / base_price * 100.0 if base_price > 0 else 0.0,
+        return self._event(
+            EventKind.SURGE, state, bar, session, base_price, direction.value,
             vwap=bar.vwap,
-            volume=bar.v,
             rel_volume=m.volume_mult,
             label=f"{'↑' if up else '↓'} {_TRIGGER_LABELS[trigger]}",
-            reversal=reversal,
             score=score,
             strength=self.strength(score),
             trigger=trigger,
@@ -321,53 +282,35 @@ class SurgeDetector:
             volume_multiplier=m.volume_mult,
         )
 
-    def _state(self, ticker: str, session: SessionInfo) -> _TickerState:
-        state = self._states.get(ticker)
-        if state is None or state.session_start != session.start_ms:
-            state = _TickerState(session.start_ms, deque(maxlen=self.config.buffer_points))
-            self._states[ticker] = state
-        return state
-
-    def _suppress(self, reason: str) -> None:
-        self.suppressed[reason] = self.suppressed.get(reason, 0) + 1
-
     # -- state ---------------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """Plain data (msgpack/JSON-able) from which `restore` rebuilds the detector."""
+    def _new_state(self, bar: Bar, session: SessionInfo) -> _TickerState:
+        return _TickerState(session.start_ms, deque(maxlen=self.config.buffer_points))
+
+    def _dump_state(self, state: _TickerState) -> dict[str, Any]:
         return {
-            "suppressed": dict(self.suppressed),
-            "tickers": {
-                ticker: {
-                    "session_start": s.session_start,
-                    "points": [list(p) for p in s.points],
-                    "last_check": s.last_check,
-                    "count_up": s.count_up,
-                    "count_down": s.count_down,
-                    "last_direction": s.last_direction,
-                    "last_surge": s.last_surge,
-                    "window_count": s.window_count,
-                }
-                for ticker, s in self._states.items()
-            },
+            "session_start": state.session_start,
+            "points": [list(p) for p in state.points],
+            "last_check": state.last_check,
+            "count_up": state.count_up,
+            "count_down": state.count_down,
+            "last_direction": state.last_direction,
+            "last_surge": state.last_surge,
+            "window_count": state.window_count,
         }
 
-    def restore(self, data: dict[str, Any]) -> None:
-        """Replace the detector's state with a `snapshot`."""
-        self.suppressed = {str(k): int(v) for k, v in data.get("suppressed", {}).items()}
-        self._states = {}
-        for ticker, s in data["tickers"].items():
-            points = deque(
-                ((int(t), float(p), float(v)) for t, p, v in s["points"]),
-                maxlen=self.config.buffer_points,
-            )
-            self._states[str(ticker)] = _TickerState(
-                session_start=int(s["session_start"]),
-                points=points,
-                last_check=s["last_check"],
-                count_up=int(s["count_up"]),
-                count_down=int(s["count_down"]),
-                last_direction=s["last_direction"],
-                last_surge=s["last_surge"],
-                window_count=int(s["window_count"]),
-            )
+    def _load_state(self, data: dict[str, Any]) -> _TickerState:
+        points = deque(
+            ((int(t), float(p), float(v)) for t, p, v in data["points"]),
+            maxlen=self.config.buffer_points,
+        )
+        return _TickerState(
+            session_start=int(data["session_start"]),
+            points=points,
+            last_check=data["last_check"],
+            count_up=int(data["count_up"]),
+            count_down=int(data["count_down"]),
+            last_direction=data["last_direction"],
+            last_surge=data["last_surge"],
+            window_count=int(data["window_count"]),
+        )

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from actors.detection.bar_detector import BarDetector, TickerState
 from actors.detection.bars import Bar
 from actors.detection.trend_windows import PointLog, SpanSums
 from actors.market.periods import MarketPeriod, market_period
@@ -37,10 +38,9 @@ PrevAt = tuple[int, int, int, int]  # (time, points per window, head, end) of a 
 
 
 @dataclass(slots=True)
-class _TickerState:
+class _TickerState(TickerState):
     """What the detector remembers of one ticker in one session (bounded)."""
 
-    session_start: int
     log: PointLog  # the points and their running window sums
     first_ms: int  # the ticker's first bar this session (its age starts here)
     pv: float = 0.0  # session sum of price x volume
@@ -49,9 +49,6 @@ class _TickerState:
     prev_exact: bool = True  # prev_score came from the exact scorer
     prev_at: PrevAt | None = None  # where to recompute prev_score exactly (when it is not)
     last_emit: int | None = None
-    last_direction: str | None = None
-    count_up: int = 0
-    count_down: int = 0
 
     @property
     def vwap(self) -> float | None:
@@ -68,6 +65,15 @@ class Scores(NamedTuple):
     volatility: str = "NORMAL"
     retraced: bool = False
     raw: float = 0.0  # the combined score before the retracement rule
+
+    @classmethod
+    def judged(
+        cls, windows: tuple[float, float, float], raw: float, retraced: bool,
+        direction_thr: float, strong_thr: float, volatility: str,
+    ) -> Scores:
+        """The scores after the retracement rule: a retraced combination counts as 0."""
+        return cls(windows, 0.0 if retraced else raw, direction_thr, strong_thr, volatility,
+                   retraced, raw)
 
 
 class WindowTerms:
@@ -91,7 +97,7 @@ class WindowTerms:
         return int(np.searchsorted(self.ts, ts, "left"))
 
 
-class TrendDetector:
+class TrendDetector(BarDetector[TrendPeriod, _TickerState]):
     """Find trends in the per-second bars of many tickers (pure; clock = bar time).
 
     Each bar is scored from running window sums (`actors/trend_windows.py`), O(1) per bar.
@@ -102,17 +108,8 @@ class TrendDetector:
     """
 
     def __init__(self, config: TrendConfig) -> None:
+        super().__init__(config)
         self.config = c = config
-        self.suppressed: dict[str, int] = {}  # gate or reason -> bars it stopped
-        self._states: dict[str, _TickerState] = {}
-        self._periods = {
-            MarketPeriod.OPENING: c.opening,
-            MarketPeriod.MIDDAY: c.midday,
-            MarketPeriod.CLOSING: c.closing,
-            MarketPeriod.AFTERHOURS: c.afterhours,
-            MarketPeriod.PREMARKET: c.premarket,
-            MarketPeriod.CLOSED: c.closed,
-        }
         self._decay = c.recency_decay ** np.arange(c.max_history, dtype=np.float64)[::-1]
         self._weight_cache: dict[int, F64] = {}
         self._keep_ms = max(max(c.windows_s), c.volatility_window_s) * 1000
@@ -130,18 +127,25 @@ class TrendDetector:
         if not (bar.c > 0 and math.isfinite(bar.c) and bar.v >= 0 and math.isfinite(bar.v)):
             self._suppress("bad_bar")
             return None
-        state = self._record(bar, session)
-        if state is None:
+        state = self._state(bar, session)
+        log = state.log
+        if log.t and bar.end < log.t[-1]:
+            self._suppress("out_of_order")  # the engine hands bars out in time order
             return None
-        period = market_period(
-            bar.start, session, self.config.opening_s * 1000, self.config.closing_s * 1000
-        )
-        params = self._periods[period]
-        if len(state.log) < self.config.history_factor * params.points_per_window:
+        price = bar.vwap if bar.vwap > 0 and math.isfinite(bar.vwap) else bar.c
+        state.pv += price * bar.v
+        state.volume += bar.v
+        vwap = state.vwap
+        log.append(bar.end, bar.c, bar.c if vwap is None else vwap, bar.v)
+        if log.head >= _TRIM_AT:
+            self._trim(state)
+        period = market_period(bar.start, session, self._opening_ms, self._closing_ms)
+        params = self._periods[period]  # `period_params`, inlined: on_bar is the hot path
+        if len(log) < self.config.history_factor * params.points_per_window:
             return None
         if (bar.end - state.first_ms) < params.warmup_s * 1000:
             return None
-        state.log.sync()  # only now: a ticker that never passes the gates needs no sums
+        log.sync()  # only now: a ticker that never passes the gates needs no sums
         scores = self._running_score(state, bar, params)
         direction = self.classify(scores)
         if direction is None:
@@ -154,10 +158,6 @@ class TrendDetector:
             self._suppress(blocked)
             return None
         return self._emit(state, bar, session, base_price, scores, direction, strength)
-
-    def reset_ticker(self, ticker: str) -> None:
-        """Forget everything about `ticker` (its market session changed)."""
-        self._states.pop(ticker, None)
 
     # -- exact scoring (the reference formulation) -----------------------------------------------
 
@@ -177,15 +177,7 @@ class TrendDetector:
         prev = self._prev_score(state)
         state.prev_score, state.prev_exact, state.prev_at = raw, True, None
         retraced = self.retraced(prev, raw, direction_thr, params.retracement * self.factor(bar.c))
-        return Scores(
-            windows=windows,
-            combined=0.0 if retraced else raw,
-            direction_thr=direction_thr,
-            strong_thr=strong_thr,
-            volatility=volatility,
-            retraced=retraced,
-            raw=raw,
-        )
+        return Scores.judged(windows, raw, retraced, direction_thr, strong_thr, volatility)
 
     def window_score(self, terms: WindowTerms, first: int, min_points: int) -> float:
         """The score in [-1, 1] of the points from index `first` on.
@@ -269,15 +261,7 @@ class TrendDetector:
         state.prev_score, state.prev_exact = raw, exact
         state.prev_at = None if exact else (bar.end, params.points_per_window, log.head, end)
         retraced = self.retraced(prev, raw, direction_thr, limit)
-        return Scores(
-            windows=windows,
-            combined=0.0 if retraced else raw,
-            direction_thr=direction_thr,
-            strong_thr=strong_thr,
-            volatility=volatility,
-            retraced=retraced,
-            raw=raw,
-        )
+        return Scores.judged(windows, raw, retraced, direction_thr, strong_thr, volatility)
 
     def _running_volatility(self, log: PointLog, end: int) -> str:
         c = self.config
@@ -448,39 +432,18 @@ class TrendDetector:
         strength: str,
     ) -> Event:
         up = direction == Direction.UP.value
-        if up:
-            state.count_up += 1
-        else:
-            state.count_down += 1
-        reversal = None
-        if state.last_direction is not None and state.last_direction != direction:
-            reversal = f"{state.last_direction}-now-{direction}"
-        state.last_direction = direction
         state.last_emit = bar.end
-        count = state.count_up + state.count_down
         vwap = state.vwap
         sign = 1.0 if up else -1.0
         best = max(range(3), key=lambda i: (sign * s.windows[i], -i))
         longest = state.log.spans[-1]  # the points of windows_s[-1]
         n = len(state.log.t) - longest.start
         mean_volume = longest.volume / n if longest.positive else 0.0
-        return Event(
-            id=f"{bar.ticker}:trend:{bar.end}:{count}",
-            ticker=bar.ticker,
-            kind=EventKind.TREND.value,
-            direction=direction,
-            price=bar.c,
-            time=bar.end,
-            session=session.session.value,
-            count=count,
-            count_up=state.count_up,
-            count_down=state.count_down,
-            pct_change=(bar.c - base_price) / base_price * 100.0 if base_price > 0 else 0.0,
+        return self._event(
+            EventKind.TREND, state, bar, session, base_price, direction,
             vwap=vwap,
-            volume=bar.v,
             rel_volume=bar.v / mean_volume if mean_volume > 0 else None,
             label=f"TREND {'↑' if up else '↓'} {strength}",
-            reversal=reversal,
             score=s.combined,
             strength=strength,
             trend_short=s.windows[0],
@@ -492,22 +455,8 @@ class TrendDetector:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _record(self, bar: Bar, session: SessionInfo) -> _TickerState | None:
-        state = self._states.get(bar.ticker)
-        if state is None or state.session_start != session.start_ms:
-            state = _TickerState(session.start_ms, self._new_log(), bar.end)
-            self._states[bar.ticker] = state
-        elif state.log.t and bar.end < state.log.t[-1]:
-            self._suppress("out_of_order")  # the engine hands bars out in time order
-            return None
-        price = bar.vwap if bar.vwap > 0 and math.isfinite(bar.vwap) else bar.c
-        state.pv += price * bar.v
-        state.volume += bar.v
-        vwap = state.vwap
-        state.log.append(bar.end, bar.c, bar.c if vwap is None else vwap, bar.v)
-        if state.log.head >= _TRIM_AT:
-            self._trim(state)
-        return state
+    def _new_state(self, bar: Bar, session: SessionInfo) -> _TickerState:
+        return _TickerState(session.start_ms, self._new_log(), bar.end)
 
     def _trim(self, state: _TickerState) -> None:
         """Cut the points nothing needs (making the previous score exact if it needs them)."""
@@ -542,49 +491,35 @@ class TrendDetector:
             w = self._weight_cache[n] = w / w.sum()
         return w
 
-    def _suppress(self, reason: str) -> None:
-        self.suppressed[reason] = self.suppressed.get(reason, 0) + 1
-
-    def snapshot(self) -> dict[str, Any]:
-        """Plain data (msgpack/JSON-able) from which `restore` rebuilds the detector."""
+    def _dump_state(self, state: _TickerState) -> dict[str, Any]:
         return {
-            "suppressed": dict(self.suppressed),
-            "tickers": {
-                ticker: {
-                    "session_start": s.session_start,
-                    "first_ms": s.first_ms,
-                    "history": s.log.rows(),
-                    "sums": s.log.sums(),
-                    "pv": s.pv,
-                    "volume": s.volume,
-                    "prev_score": self._prev_score(s),
-                    "last_emit": s.last_emit,
-                    "last_direction": s.last_direction,
-                    "count_up": s.count_up,
-                    "count_down": s.count_down,
-                }
-                for ticker, s in self._states.items()
-            },
+            "session_start": state.session_start,
+            "first_ms": state.first_ms,
+            "history": state.log.rows(),
+            "sums": state.log.sums(),
+            "pv": state.pv,
+            "volume": state.volume,
+            "prev_score": self._prev_score(state),
+            "last_emit": state.last_emit,
+            "last_direction": state.last_direction,
+            "count_up": state.count_up,
+            "count_down": state.count_down,
         }
 
-    def restore(self, data: dict[str, Any]) -> None:
-        """Replace the detector's state with a `snapshot`."""
-        self.suppressed = {str(k): int(v) for k, v in data.get("suppressed", {}).items()}
-        self._states = {}
-        for ticker, s in data["tickers"].items():
-            log = PointLog.from_rows(s["history"], s.get("sums"), **self._log_params())
-            self._states[str(ticker)] = _TickerState(
-                session_start=int(s["session_start"]),
-                log=log,
-                first_ms=int(s["first_ms"]),
-                pv=float(s["pv"]),
-                volume=float(s["volume"]),
-                prev_score=s["prev_score"],
-                last_emit=s["last_emit"],
-                last_direction=s["last_direction"],
-                count_up=int(s["count_up"]),
-                count_down=int(s["count_down"]),
-            )
+    def _load_state(self, data: dict[str, Any]) -> _TickerState:
+        log = PointLog.from_rows(data["history"], data.get("sums"), **self._log_params())
+        return _TickerState(
+            session_start=int(data["session_start"]),
+            log=log,
+            first_ms=int(data["first_ms"]),
+            pv=float(data["pv"]),
+            volume=float(data["volume"]),
+            prev_score=data["prev_score"],
+            last_emit=data["last_emit"],
+            last_direction=data["last_direction"],
+            count_up=int(data["count_up"]),
+            count_down=int(data["count_down"]),
+        )
 
 
 class _Tiers:
