@@ -46,7 +46,7 @@ def vendor(root: Path = ROOT) -> list[Path]:
     return out
 
 
-class BuildPyWithVendor(build_py):
+class BuildPyWithVendor(build_py):  # type: ignore[misc]  # setuptools is untyped
     """`build_py` that vendors the browser libraries first (and into the build dir)."""
 
     def run(self) -> None:
@@ -60,7 +60,7 @@ class BuildPyWithVendor(build_py):
             shutil.copyfile(ROOT / rel, target)
 
 
-class VendorCommand(Command):
+class VendorCommand(Command):  # type: ignore[misc]
     """`python setup.py vendor`: only fetch and copy the browser libraries."""
 
     description = "copy npm browser libraries into gateway/static/vendor"

@@ -1,25 +1,109 @@
-"""Every Ray call goes through one handle class per remote role (STYLE §5).
+"""Every call from one actor to another goes through one handle class per remote role (STYLE §5).
 
-Coordinators take these handles, so unit tests pass hand-written fakes with the same methods
-and never start Ray. Sync handles (`QueueSink`, `CheckpointSink`) serve the synchronous shard
-actor; async ones serve the ingest and the gateway, which live on event loops and must
-`await` refs instead of blocking in `ray.get`.
+Coordinators take these handles (typed by the Protocols their pure modules declare), so unit
+tests pass hand-written fakes with the same methods and never start Ray. A handle turns Ray's
+"the actor is gone" failures (`RayActorError`, lost objects) into the project's own errors
+(`actors.ShardUnavailable`, ...), so no pure module imports `ray`. An error raised *inside* a
+remote method is not translated: it is a bug, and it surfaces as Ray's `RayTaskError`.
+
+Sync handles (`QueueSink`, `CheckpointSink`) serve the synchronous shard actor; the others
+serve actors that live on event loops and must `await` refs instead of blocking in `ray.get`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import ray
 
-from schemas.api import Collected, UserView
+from actors import (
+    ActorUnavailable,
+    IngestUnavailable,
+    PersistenceUnavailable,
+    QueueUnavailable,
+    ShardUnavailable,
+    UniverseUnavailable,
+)
+from schemas.api import Collected, EventQuery, UserView
 from schemas.batches import BarBatch, TradeBatch
-from schemas.events import ShardOutput
+from schemas.events import Event, ShardOutput
+from schemas.records import AnalyticsRow, SessionCountRow
+
+GONE = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
+
+
+async def _await(ref: Any, error: type[ActorUnavailable], what: str) -> Any:
+    """The result of an actor call, with Ray's failures turned into `error`."""
+    try:
+        return await ref
+    except GONE as e:
+        raise error(f"{what}: {type(e).__name__}") from e
+
+
+def _get(refs: Any, error: type[ActorUnavailable], what: str) -> Any:
+    """`ray.get` with Ray's failures turned into `error` (sync callers)."""
+    try:
+        return ray.get(refs)
+    except GONE as e:
+        raise error(f"{what}: {type(e).__name__}") from e
+
+
+class _AsyncHandle:
+    """A remote actor called from an event loop; failures become `error`."""
+
+    error: type[ActorUnavailable] = ActorUnavailable
+    role = "actor"
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def _call(self, method: str, *args: Any) -> Awaitable[Any]:
+        """Submit `method(*args)` now; the returned awaitable yields its result."""
+        ref = getattr(self.actor, method).remote(*args)
+        return _await(ref, self.error, f"{self.role}.{method}")
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        """Whether the actor answers within `timeout_s` (False while it is down)."""
+        try:
+            await asyncio.wait_for(self._call("ping"), timeout_s)
+        except (ActorUnavailable, TimeoutError):
+            return False
+        return True
+
+    async def stats(self) -> dict[str, Any]:
+        return dict(await self._call("stats"))
+
+
+# -- the data path --------------------------------------------------------------------------
+
+
+class ShardHandle(_AsyncHandle):
+    """Ingest -> one detector shard. `send_*` submit at once and return the ack's awaitable."""
+
+    error = ShardUnavailable
+    role = "shard"
+
+    def __init__(self, index: int, actor: Any) -> None:
+        super().__init__(actor)
+        self.index = index
+
+    def send_trades(self, batch: TradeBatch) -> Awaitable[dict[str, Any]]:
+        return self._call("on_trades", batch)
+
+    def send_bars(self, batch: BarBatch) -> Awaitable[dict[str, Any]]:
+        return self._call("on_bars", batch)
+
+    async def flush(self) -> dict[str, Any]:
+        return dict(await self._call("flush"))
+
+    async def last_seq(self) -> int:
+        return int(await self._call("last_seq"))
 
 
 class QueueSink:
-    """Shard -> priority queue: fire-and-forget puts with a bound on calls in flight."""
+    """Shard -> priority queue: fire-and-forget puts with a bound on calls in flight (sync)."""
 
     def __init__(self, actor: Any, max_in_flight: int = 16) -> None:
         self._actor = actor
@@ -30,11 +114,11 @@ class QueueSink:
         self._refs.append(self._actor.put.remote(output))
         if len(self._refs) > self._max:
             done, self._refs = ray.wait(self._refs, num_returns=len(self._refs) - self._max)
-            ray.get(done)
+            _get(done, QueueUnavailable, "queue.put")
 
     def wait_all(self) -> None:
         refs, self._refs = self._refs, []
-        ray.get(refs)
+        _get(refs, QueueUnavailable, "queue.put")
 
 
 class CheckpointSink:
@@ -45,93 +129,94 @@ class CheckpointSink:
 
     def save(self, shard: int, last_seq: int, watermark: int, blob: bytes) -> bool:
         """True once the checkpoint is durable (False: the database refused it)."""
-        return bool(ray.get(self._actor.save_checkpoint.remote(shard, last_seq, watermark, blob)))
+        ref = self._actor.save_checkpoint.remote(shard, last_seq, watermark, blob)
+        return bool(_get(ref, PersistenceUnavailable, "persistence.save_checkpoint"))
 
     def load_latest(self, shard: int) -> tuple[int, int, bytes] | None:
-        found = ray.get(self._actor.load_checkpoint.remote(shard))
+        ref = self._actor.load_checkpoint.remote(shard)
+        found = _get(ref, PersistenceUnavailable, "persistence.load_checkpoint")
         if found is None:
             return None
         last_seq, watermark, blob = found
         return int(last_seq), int(watermark), bytes(blob)
 
 
-class ShardHandle:
-    """Ingest -> one detector shard (async)."""
+class PersistenceHandle(_AsyncHandle):
+    """Queue, gateway and notebooks -> the persistence actor (async)."""
 
-    def __init__(self, index: int, actor: Any) -> None:
-        self.index = index
-        self.actor = actor
+    error = PersistenceUnavailable
+    role = "persistence"
 
-    def send_trades(self, batch: TradeBatch) -> Any:
-        return self.actor.on_trades.remote(batch)
+    async def put_events(self, events: list[Event]) -> int:
+        return int(await self._call("put_events", events))
 
-    def send_bars(self, batch: BarBatch) -> Any:
-        return self.actor.on_bars.remote(batch)
+    async def put_session_counts(self, rows: list[SessionCountRow]) -> int:
+        return int(await self._call("put_session_counts", rows))
 
-    async def flush(self) -> dict[str, Any]:
-        return dict(await self.actor.flush.remote())
+    async def put_analytics(self, rows: list[AnalyticsRow]) -> int:
+        return int(await self._call("put_analytics", rows))
 
-    async def last_seq(self) -> int:
-        return int(await self.actor.last_seq.remote())
-
-    async def ping(self, timeout_s: float = 2.0) -> bool:
-        try:
-            await asyncio.wait_for(self.actor.ping.remote(), timeout_s)
-        except (ray.exceptions.RayActorError, TimeoutError):
-            return False
-        return True
-
-    async def stats(self) -> dict[str, Any]:
-        return dict(await self.actor.stats.remote())
+    async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        return list(await self._call("query_events", query))
 
 
-class UniverseHandle:
+# -- coordination and reads -----------------------------------------------------------------
+
+
+class UniverseHandle(_AsyncHandle):
     """Any caller -> the universe coordinator (async)."""
 
-    def __init__(self, actor: Any) -> None:
-        self.actor = actor
+    error = UniverseUnavailable
+    role = "universe"
 
     async def subscription_set(self) -> tuple[int, list[str]]:
-        version, tickers = await self.actor.subscription_set.remote()
+        version, tickers = await self._call("subscription_set")
+        return int(version), list(tickers)
+
+    async def next_subscription_set(self, after: int, timeout_s: float) -> tuple[int, list[str]]:
+        """The set once its version differs from `after` (or the current one at `timeout_s`)."""
+        version, tickers = await self._call("next_subscription_set", after, timeout_s)
         return int(version), list(tickers)
 
     async def add_tickers(self, tickers: list[str]) -> int:
-        return int(await self.actor.add_tickers.remote(tickers))
+        return int(await self._call("add_tickers", tickers))
 
     async def user_view(self, user_id: str) -> UserView:
-        return await self.actor.user_view.remote(user_id)  # type: ignore[no-any-return]
+        result: UserView = await self._call("user_view", user_id)
+        return result
 
     async def list_universes(self) -> dict[str, int]:
-        return dict(await self.actor.list_universes.remote())
+        return dict(await self._call("list_universes"))
 
     async def universe_tickers(self, name: str) -> list[str]:
-        return list(await self.actor.universe_tickers.remote(name))
+        return list(await self._call("universe_tickers", name))
 
     async def select(self, user_id: str, tracker: str, names: list[str]) -> UserView:
-        return await self.actor.select.remote(user_id, tracker, names)  # type: ignore[no-any-return]
+        result: UserView = await self._call("select", user_id, tracker, names)
+        return result
 
     async def set_filters(self, user_id: str, filters: dict[str, Any]) -> UserView:
-        return await self.actor.set_filters.remote(user_id, filters)  # type: ignore[no-any-return]
+        result: UserView = await self._call("set_filters", user_id, filters)
+        return result
 
 
-class QueueHandle:
+class QueueHandle(_AsyncHandle):
     """Gateway -> priority queue (async pull)."""
 
-    def __init__(self, actor: Any) -> None:
-        self.actor = actor
+    error = QueueUnavailable
+    role = "queue"
 
     async def collect(self, max_events: int, timeout_s: float) -> Collected:
-        return await self.actor.collect.remote(max_events, timeout_s)  # type: ignore[no-any-return]
+        result: Collected = await self._call("collect", max_events, timeout_s)
+        return result
 
-    async def stats(self) -> dict[str, Any]:
-        return dict(await self.actor.stats.remote())
+    async def session_counts(self) -> dict[str, Any]:
+        return dict(await self._call("session_counts"))
 
 
-class IngestHandle:
+class IngestHandle(_AsyncHandle):
     """Status readers -> the ingest actor (async)."""
 
-    def __init__(self, actor: Any) -> None:
-        self.actor = actor
+    error = IngestUnavailable
+    role = "ingest"
 
-    async def stats(self) -> dict[str, Any]:
-        return dict(await self.actor.stats.remote())

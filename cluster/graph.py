@@ -8,6 +8,10 @@ Every actor is named in the `tickstock` namespace (created with `get_if_exists=T
 notebook attaches with `ray.init(address="auto", namespace="tickstock")` and `ray.get_actor`.
 I/O actors take no CPU; shards take `shards.num_cpus`. Shards restart without limit and
 restore their checkpoint; the gateway and queue restart too.
+
+The `<Role>RayActor` classes below are the Ray side of each role that has peers: they look
+their peers up by name and wrap them in the handles of `actors/handles.py`, so the role's own
+class (`actors/<role>/actor.py`, `gateway/actor.py`) never sees Ray.
 """
 
 from __future__ import annotations
@@ -21,12 +25,21 @@ from typing import Any
 import ray
 
 from actors.detection.actor import DetectorShard
-from actors.handles import CheckpointSink, QueueSink, ShardHandle, UniverseHandle
+from actors.handles import (
+    CheckpointSink,
+    IngestHandle,
+    PersistenceHandle,
+    QueueHandle,
+    QueueSink,
+    ShardHandle,
+    UniverseHandle,
+)
 from actors.ingest.actor import IngestActor
 from actors.priority_queue.actor import PriorityQueueActor
 from actors.universe.actor import UniverseCoordinatorActor
 from config import constants as C
 from config.settings import Settings
+from gateway.actor import GatewayActor
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +59,13 @@ def _was_restarted() -> bool:
         return bool(ray.get_runtime_context().was_current_actor_reconstructed)
 
 
-class ShardActor(DetectorShard):
-    """The Ray-side constructor: looks up its peers and detects a restart."""
+def shard_name(index: int) -> str:
+    """The actor name of detector shard `index`."""
+    return f"{C.SHARD_ACTOR_PREFIX}{index}"
+
+
+class ShardRayActor(DetectorShard):
+    """A detector shard on Ray: its queue and checkpoint sinks, and whether it was restarted."""
 
     def __init__(self, shard: int, settings: Settings, queue: str, persistence: str | None) -> None:
         checkpoints = _lookup(persistence, settings)
@@ -58,20 +76,37 @@ class ShardActor(DetectorShard):
         )
 
 
-class QueueActor(PriorityQueueActor):
-    """The Ray-side constructor of the priority queue."""
+class QueueRayActor(PriorityQueueActor):
+    """The priority queue on Ray, forwarding rows through the persistence handle."""
 
     def __init__(self, settings: Settings, persistence: str | None) -> None:
-        super().__init__(settings, _lookup(persistence, settings))
+        actor = _lookup(persistence, settings)
+        super().__init__(settings, PersistenceHandle(actor) if actor is not None else None)
 
 
 class IngestRayActor(IngestActor):
-    """The Ray-side constructor: wraps shard and universe actors in handles."""
+    """The ingest on Ray: a handle per shard and one for the universe coordinator."""
 
-    def __init__(self, settings: Settings, shards: list[Any], universe: Any) -> None:
+    def __init__(self, settings: Settings, shards: list[str], universe: str) -> None:
         super().__init__(
-            settings, [ShardHandle(i, a) for i, a in enumerate(shards)], UniverseHandle(universe)
+            settings,
+            [ShardHandle(i, _lookup(name, settings)) for i, name in enumerate(shards)],
+            UniverseHandle(_lookup(universe, settings)),
         )
+
+
+class GatewayRayActor(GatewayActor):
+    """The gateway on Ray: queue, universe and ingest handles behind its `RayDeps`."""
+
+    def __init__(self, settings: Settings, queue: str, universe: str, ingest: str) -> None:
+        from gateway.ray_deps import RayDeps
+
+        handles = (
+            QueueHandle(_lookup(queue, settings)),
+            UniverseHandle(_lookup(universe, settings)),
+            IngestHandle(_lookup(ingest, settings)),
+        )
+        super().__init__(settings, deps_factory=lambda: RayDeps.open(settings, *handles))
 
 
 @dataclass
@@ -142,24 +177,25 @@ def build_graph(settings: Settings, *, start_gateway: bool = True) -> Graph:
         **_opts(C.UNIVERSE_ACTOR, settings, max_restarts=-1)
     ).remote(settings)
     persistence_name = C.PERSISTENCE_ACTOR if persistence is not None else None
-    queue = _remote(QueueActor).options(
+    queue = _remote(QueueRayActor).options(
         **_opts(C.PRIORITY_QUEUE_ACTOR, settings, max_restarts=-1, max_concurrency=1000)
     ).remote(settings, persistence_name)
-    shard_cls = _remote(ShardActor)
+    shard_cls = _remote(ShardRayActor)
+    names = [shard_name(i) for i in range(settings.shards.count)]
     shards = [
         shard_cls.options(**_opts(
-            f"{C.SHARD_ACTOR_PREFIX}{i}", settings, max_restarts=settings.shards.max_restarts,
+            name, settings, max_restarts=settings.shards.max_restarts,
             num_cpus=settings.shards.num_cpus,
         )).remote(i, settings, C.PRIORITY_QUEUE_ACTOR, persistence_name)
-        for i in range(settings.shards.count)
+        for i, name in enumerate(names)
     ]
     ingest = _remote(IngestRayActor).options(
         **_opts(C.INGEST_ACTOR, settings, max_restarts=0)
-    ).remote(settings, shards, universe)
+    ).remote(settings, names, C.UNIVERSE_ACTOR)
     graph = Graph(settings, universe, queue, shards, ingest, persistence)
     ray.get([a.ping.remote() for a in graph.all_actors()])
     if start_gateway:
-        graph.gateway, graph.url = _start_gateway(settings, graph)
+        graph.gateway, graph.url = _start_gateway(settings)
     return graph
 
 
@@ -178,22 +214,14 @@ def _make_persistence(settings: Settings) -> Any:
     ).remote(settings.database_url(), settings.storage)
 
 
-def _start_gateway(settings: Settings, graph: Graph) -> tuple[Any, str]:
-    from gateway.actor import GatewayActor
-
-    class GatewayRayActor(GatewayActor):
-        """The Ray-side constructor: looks up its peers by name (restartable, see _lookup)."""
-
-        def __init__(self, settings: Settings, names: tuple[str, ...]) -> None:
-            super().__init__(settings, *(_lookup(n, settings) for n in names))
-
+def _start_gateway(settings: Settings) -> tuple[Any, str]:
     placement: dict[str, Any] = {}
     if settings.cluster.ray_address:
         # On a cluster the gateway lives on the head, where users' port 8088 is opened.
         placement["resources"] = {"node:__internal_head__": 0.001}
     gateway = _remote(GatewayRayActor).options(
         **_opts(C.GATEWAY_ACTOR, settings, max_restarts=-1, **placement)
-    ).remote(settings, (C.PRIORITY_QUEUE_ACTOR, C.UNIVERSE_ACTOR, C.INGEST_ACTOR))
+    ).remote(settings, C.PRIORITY_QUEUE_ACTOR, C.UNIVERSE_ACTOR, C.INGEST_ACTOR)
     host, port = ray.get(gateway.ready.remote())
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     return gateway, f"http://{shown}:{port}"

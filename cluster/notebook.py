@@ -7,7 +7,8 @@
     >>> ts.session_counts()                # per-ticker counts of the current session (DataFrame)
     >>> ts.history(ticker="AAPL", kind="high")   # stored event history (DataFrame)
 
-Offline, without Ray: `actors.offline.detect(paths)` runs the same detectors over recorded days.
+Offline, without Ray: `actors.detection.offline.detect(paths)` runs the same detectors over
+recorded days.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ray
 
 from actors.ingest.routing import shard_of
 from config import constants as C
+from schemas.api import EventQuery
 
 
 class TickStockClient:
@@ -53,8 +55,10 @@ class TickStockClient:
         counts = ray.get(self._actor(C.PRIORITY_QUEUE_ACTOR).session_counts.remote())
         return pd.DataFrame.from_dict(counts, orient="index").rename_axis("ticker")
 
-    def history(self, **query: Any) -> pd.DataFrame:
-        rows = ray.get(self._actor(C.PERSISTENCE_ACTOR).query_events.remote(**query))
+    def history(self, **filters: Any) -> pd.DataFrame:
+        """Stored events; `filters` are the fields of `schemas.api.EventQuery`."""
+        query = EventQuery(**filters)
+        rows = ray.get(self._actor(C.PERSISTENCE_ACTOR).query_events.remote(query))
         return pd.DataFrame(rows)
 
 

@@ -31,6 +31,7 @@ class IngestConfig(Config):
     batch_max_rows: PositiveInt = 8192  # rows per shard batch before it is shipped
     batch_max_ms: PositiveInt = 50  # wall ms a partial batch may wait before it is shipped
     max_inflight_per_shard: PositiveInt = 4  # unacknowledged batches per shard (backpressure)
+    inbox_max_rows: PositiveInt = 262_144  # rows a source may hand over before it is blocked
     retain_rows_per_shard: NonNegInt = 2_000_000  # rows kept to re-send to a restarted shard
     accept_unknown_symbols: bool = False  # True: every symbol in the data is tracked
     max_price: PositiveFloat = 1_000_000.0  # $; prices above are rejected as absurd

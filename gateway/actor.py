@@ -1,31 +1,33 @@
 """The gateway actor: serves `create_app` on the actor's own event loop (ray.md §1).
 
 A plain class with async methods only (a sync method would block the loop that serves every
-browser); `cluster/` applies `ray.remote(num_cpus=0, max_restarts=-1)` with max_task_retries=0
-(emits are not idempotent). The server starts in `__init__` (which runs on the actor's loop),
-so a restarted actor serves again without a further call; `ready()` surfaces bind errors.
+browser); `cluster/graph.py` applies `ray.remote(num_cpus=0, max_restarts=-1)` to its Ray side
+(`GatewayRayActor`, which builds the `RayDeps` over handles) with max_task_retries=0 (emits are
+not idempotent). The server starts in `__init__` (which runs on the actor's loop), so a
+restarted actor serves again without a further call; `ready()` surfaces bind errors. The
+aiohttp app is imported when the server starts, so importing this class costs little.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from aiohttp import web
 
 from config.settings import Settings
-from gateway.app import create_app
-from gateway.deps import GatewayDeps
-from gateway.keys import HUB
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.deps import GatewayDeps
 
 log = logging.getLogger(__name__)
 
-DepsFactory = Callable[[], GatewayDeps | Awaitable[GatewayDeps]]
+DepsFactory = Callable[[], "GatewayDeps | Awaitable[GatewayDeps]"]
 SHUTDOWN_TIMEOUT_S = 5.0
 
 
@@ -35,24 +37,17 @@ class GatewayActor:
     def __init__(
         self,
         settings: Settings | dict[str, Any],
-        *handles: Any,
+        *,
         deps: GatewayDeps | None = None,
         deps_factory: DepsFactory | None = None,
         static_dir: str | None = None,
     ) -> None:
-        """Start serving.
-
-        Give either the system's actor handles `(queue, universe[, ingest])` (wrapped in a
-        `RayDeps` built on this loop), or `deps`, or `deps_factory` (called on this loop).
-        """
+        """Start serving, given either `deps` or `deps_factory` (called on this loop)."""
         self._settings = (
             settings if isinstance(settings, Settings) else msgspec.convert(settings, Settings)
         )
-        given = sum(x is not None for x in (deps, deps_factory)) + bool(handles)
-        if given != 1:
-            raise ValueError("pass exactly one of: actor handles, deps, deps_factory")
-        if handles:
-            deps_factory = functools.partial(_ray_deps, self._settings, *handles)
+        if (deps is None) == (deps_factory is None):
+            raise ValueError("pass exactly one of: deps, deps_factory")
         self._static_dir = static_dir
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
@@ -65,6 +60,10 @@ class GatewayActor:
             assert factory is not None
             made = factory()
             deps = await made if inspect.isawaitable(made) else made
+        from aiohttp import web
+
+        from gateway.app import create_app
+
         cfg = self._settings.gateway
         self._app = create_app(cfg, deps, static_dir=self._static_dir)
         self._runner = web.AppRunner(
@@ -88,6 +87,8 @@ class GatewayActor:
 
     async def stats(self) -> dict[str, Any]:
         """Gateway metrics and emission state (plain data, for the CLI and notebooks)."""
+        from gateway.keys import HUB
+
         await self.ready()
         assert self._app is not None
         return self._app[HUB].stats()
@@ -111,7 +112,3 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
     return configured
 
 
-def _ray_deps(settings: Settings, *handles: Any) -> GatewayDeps:
-    from gateway.ray_deps import RayDeps
-
-    return RayDeps.open(settings, *handles)

@@ -21,7 +21,14 @@ from aiohttp import web
 from gateway.auth import TOKEN_COOKIE, AuthError, Principal, token_from_headers
 from gateway.keys import AUTH, CONFIG, DEPS, HUB, METRICS, PRINCIPAL
 from gateway.prometheus import render
-from schemas.api import Credentials, Registration, UniverseSelection, UserFilters, UserView
+from schemas.api import (
+    Credentials,
+    EventQuery,
+    Registration,
+    UniverseSelection,
+    UserFilters,
+    UserView,
+)
 from schemas.events import EventKind, MarketSession
 
 log = logging.getLogger(__name__)
@@ -466,9 +473,8 @@ async def events(request: web.Request) -> web.Response:
     if start_ms is not None and end_ms is not None and end_ms < start_ms:
         raise ApiError(400, "end_ms before start_ms", "bad_query")
     limit = _query_int(request, "limit", low=1, high=MAX_HISTORY_LIMIT) or 1000
-    rows = await backend(
-        request.app[DEPS].event_history(
-            ticker=ticker, kind=kind, start_ms=start_ms, end_ms=end_ms, session=session, limit=limit
-        )
-    )
+    query = EventQuery(ticker=ticker, kind=kind, start_ms=start_ms, end_ms=end_ms,
+                       session=session, limit=limit, newest_first=True)
+    rows = await backend(request.app[DEPS].event_history(query))
+    rows.reverse()  # the newest `limit`, in time order
     return _json({"events": rows, "count": len(rows)})

@@ -16,13 +16,13 @@ from typing import Any, Protocol
 
 import msgspec
 
-from schemas.api import Collected, UserView
+from schemas.api import Collected, EventQuery, UserView
 from schemas.events import Event, MarketSession
 from schemas.records import SessionRecord, UserRecord
 
 
 class UserStore(Protocol):
-    """Accounts, login sessions and per-user settings (SQL in `actors/store.py`)."""
+    """Accounts, login sessions and per-user settings (SQL in `storage/users.py`)."""
 
     async def create_user(self, username: str, email: str, password_hash: str) -> UserRecord:
         """Insert a user; raise ValueError if the username or email is taken."""
@@ -77,15 +77,7 @@ class GatewayDeps(Protocol):
 
     async def system_status(self) -> dict[str, Any]: ...
 
-    async def event_history(
-        self,
-        ticker: str | None = None,
-        kind: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        session: str | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]: ...
+    async def event_history(self, query: EventQuery) -> list[dict[str, Any]]: ...
 
 
 class InMemoryUserStore:
@@ -264,22 +256,18 @@ class InMemoryDeps:
     async def system_status(self) -> dict[str, Any]:
         return dict(self.status)
 
-    async def event_history(
-        self,
-        ticker: str | None = None,
-        kind: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        session: str | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        out = [
-            e
-            for e in self.history
-            if (ticker is None or e.ticker == ticker)
-            and (kind is None or e.kind == kind)
-            and (start_ms is None or e.time >= start_ms)
-            and (end_ms is None or e.time < end_ms)
-            and (session is None or e.session == session)
-        ]
-        return [msgspec.to_builtins(e) for e in out[-limit:]]
+    async def event_history(self, query: EventQuery) -> list[dict[str, Any]]:
+        out = [e for e in self.history if _matches(e, query)]
+        out.sort(key=lambda e: (e.time, e.id), reverse=query.newest_first)
+        return [msgspec.to_builtins(e) for e in out[: query.limit]]
+
+
+def _matches(event: Event, q: EventQuery) -> bool:
+    """Whether an event passes every filter of `q` (the in-memory `EventHistory.query`)."""
+    return (
+        (q.ticker is None or event.ticker == q.ticker)
+        and (q.kind is None or event.kind == q.kind)
+        and (q.start_ms is None or event.time >= q.start_ms)
+        and (q.end_ms is None or event.time < q.end_ms)
+        and (q.session is None or event.session == q.session)
+    )

@@ -1,9 +1,9 @@
-"""`GatewayDeps` over the system's Ray actors (the default when the gateway gets handles).
+"""`GatewayDeps` over the system's Ray actors: what the gateway uses when it runs on Ray.
 
-`GatewayActor(settings, queue, universe, ingest)` builds one of these on the actor's loop:
-queue pulls and universe calls go through `actors.handles`; the account store and the event
-history open their own SQL engine here (an engine cannot travel between processes), or fall
-back to memory / nothing when storage is disabled.
+`GatewayRayActor` (`cluster/graph.py`) builds one on the actor's loop from the queue, universe
+and ingest handles (`actors.handles`); the account store and the event history open their own
+SQL engine here (an engine cannot travel between processes), or fall back to memory / nothing
+when storage is disabled.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from actors.handles import IngestHandle, QueueHandle, UniverseHandle
 from config.settings import Settings
 from gateway.deps import InMemoryUserStore, UserStore
-from schemas.api import Collected, UserView
+from schemas.api import Collected, EventQuery, UserView
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +29,25 @@ class RayDeps:
 
     def __init__(
         self,
-        queue: Any,
-        universe: Any,
-        ingest: Any = None,
+        queue: QueueHandle,
+        universe: UniverseHandle,
+        ingest: IngestHandle | None = None,
         *,
         user_store: UserStore | None = None,
         history: Any = None,
     ) -> None:
-        self._queue = QueueHandle(queue)
-        self._universe = UniverseHandle(universe)
-        self._ingest = IngestHandle(ingest) if ingest is not None else None
+        self._queue = queue
+        self._universe = universe
+        self._ingest = ingest
         self.user_store: UserStore = user_store or InMemoryUserStore()
         self._history = history
         self._last_events: tuple[float, int] | None = None
 
     @classmethod
-    def open(cls, settings: Settings, queue: Any, universe: Any, ingest: Any = None) -> RayDeps:
+    def open(
+        cls, settings: Settings, queue: QueueHandle, universe: UniverseHandle,
+        ingest: IngestHandle | None = None,
+    ) -> RayDeps:
         """Build over handles, with SQL accounts and history when storage is enabled."""
         if not settings.storage.enabled:
             return cls(queue, universe, ingest)
@@ -108,25 +111,8 @@ class RayDeps:
             return None
         return round(max(0, events - last[1]) / (now - last[0]), 1)
 
-    async def event_history(
-        self,
-        ticker: str | None = None,
-        kind: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        session: str | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    async def event_history(self, query: EventQuery) -> list[dict[str, Any]]:
         if self._history is None:
             return []
-        rows: list[dict[str, Any]] = await self._history.query(
-            ticker=ticker,
-            kind=kind,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            session=session,
-            limit=limit,
-            newest_first=True,
-        )
-        rows.reverse()  # the newest `limit`, in time order
+        rows: list[dict[str, Any]] = await self._history.query(query)
         return rows

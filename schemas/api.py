@@ -2,7 +2,8 @@
 
 `Collected` is what the priority queue hands the gateway each emission cycle; `UserView` is a
 user's resolved universe selection and filters; `UserFilters` validates the filters a user
-posts (the original stored these and never applied them; the gateway applies them).
+posts (the original stored these and never applied them; the gateway applies them);
+`EventQuery` is a query of the stored event history, whoever asks it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ class Collected(msgspec.Struct, kw_only=True):
     session_date: str = ""  # ISO date (America/New_York) of that session; "" = none yet
     analytics: dict[str, Any] = msgspec.field(default_factory=dict)  # {"activity", "gauge"}
     dropped: dict[str, int] = msgspec.field(default_factory=dict)  # queue drops by reason, totals
+
+
+class EventQuery(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A query of stored events: every layer (REST, gateway, persistence, storage, notebooks)
+    passes this one struct; a field left at None does not filter."""
+
+    ticker: str | None = None
+    kind: str | None = None  # EventKind value
+    start_ms: int | None = None  # event time, Unix ms, inclusive
+    end_ms: int | None = None  # event time, Unix ms, exclusive
+    session: str | None = None  # MarketSession value
+    session_date: str | None = None  # ISO date (America/New_York) of the session
+    limit: int = 1000  # rows at most
+    newest_first: bool = False  # order by time descending (the newest `limit` matches)
 
 
 class UserView(msgspec.Struct, kw_only=True):

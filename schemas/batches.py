@@ -2,6 +2,10 @@
 
 A batch is a set of equal-length numpy arrays: Ray pickles them with protocol 5, so a batch
 crosses a process boundary as a handful of buffers, not as millions of Python objects.
+
+`valid` is the verdict of the one validity check (`actors/market/validity.py`): None until
+the ingest has judged the rows, then a mask (True = the row may be used) that every later hop
+trusts instead of checking prices again. `take` and `concat` carry it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
 Str = npt.NDArray[np.str_]
+Mask = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,7 @@ class TradeBatch:
     s: F64  # size, shares
     flags: U8
     seq: I64
+    valid: Mask | None = None  # the validity verdict; None = not judged yet
 
     def __len__(self) -> int:
         return len(self.t)
@@ -76,7 +82,7 @@ class TradeBatch:
         """Rows selected by a boolean mask, an index array or a slice."""
         return TradeBatch(
             self.sym[index], self.t[index], self.p[index], self.s[index],
-            self.flags[index], self.seq[index],
+            self.flags[index], self.seq[index], None if self.valid is None else self.valid[index],
         )
 
     @staticmethod
@@ -93,6 +99,7 @@ class TradeBatch:
             np.concatenate([b.s for b in items]),
             np.concatenate([b.flags for b in items]),
             np.concatenate([b.seq for b in items]),
+            _concat_valid(items),
         )
 
     def rows(self) -> Iterator[tuple[str, int, float, float, int, int]]:
@@ -117,6 +124,7 @@ class BarBatch:
     v: F64  # bar volume
     vw: F64  # bar VWAP (0 when unknown)
     seq: I64
+    valid: Mask | None = None  # the validity verdict; None = not judged yet
 
     def __len__(self) -> int:
         return len(self.start)
@@ -147,6 +155,7 @@ class BarBatch:
         return BarBatch(
             self.sym[index], self.start[index], self.end[index], self.o[index], self.h[index],
             self.l[index], self.c[index], self.v[index], self.vw[index], self.seq[index],
+            None if self.valid is None else self.valid[index],
         )
 
     @staticmethod
@@ -156,5 +165,18 @@ class BarBatch:
             return BarBatch.empty()
         if len(items) == 1:
             return items[0]
-        columns = (np.concatenate([getattr(b, f) for b in items]) for f in BarBatch.__slots__)
-        return BarBatch(*columns)
+        sym, start, end, o, h, low, c, v, vw, seq = (
+            np.concatenate([getattr(b, f) for b in items]) for f in _BAR_COLUMNS
+        )
+        return BarBatch(sym, start, end, o, h, low, c, v, vw, seq, _concat_valid(items))
+
+
+_BAR_COLUMNS = tuple(f for f in BarBatch.__slots__ if f != "valid")
+
+
+def _concat_valid(items: Sequence[TradeBatch] | Sequence[BarBatch]) -> Mask | None:
+    """The joined verdict: judged only if every part was."""
+    masks = [b.valid for b in items]
+    if any(m is None for m in masks):
+        return None
+    return np.concatenate(masks)  # type: ignore[arg-type]

@@ -1,7 +1,9 @@
-"""Internal events and the shard output (DESIGN §6, contract). Frozen; never mutated."""
+"""Internal events, market sessions and the shard output (DESIGN §6, contract). Frozen."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +27,27 @@ class MarketSession(StrEnum):
     REGULAR = "REGULAR"
     AFTER = "AFTER"
     CLOSED = "CLOSED"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """The session an instant falls in, and where that session starts and ends."""
+
+    session: MarketSession
+    date: dt.date
+    start_ms: int
+    end_ms: int
+    open_ms: int  # the day's regular open (for period logic); 0 on closed days
+    close_ms: int  # the day's regular close; 0 on closed days
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """A stable identity for the session: (ISO date, session name)."""
+        return (self.date.isoformat(), self.session.value)
+
+    def holds(self, ms: int) -> bool:
+        """Whether the instant `ms` (Unix ms) falls in this session."""
+        return self.start_ms <= ms < self.end_ms
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
@@ -75,6 +98,9 @@ class ShardOutput(msgspec.Struct, frozen=True, kw_only=True):
     rows: int = 0  # input rows processed
     analytics: dict[str, Any] = msgspec.field(default_factory=dict)  # AnalyticsDelta as data
     rejected: dict[str, int] = msgspec.field(default_factory=dict)  # reason -> count
+    # The market sessions of this output's events and watermark, oldest first (the shard
+    # computed them once per batch; the queue takes them from here instead of again).
+    sessions: tuple[SessionInfo, ...] = ()
 
 
 event_encoder = msgspec.json.Encoder()

@@ -1,11 +1,24 @@
-"""Polygon.io stocks WebSocket wire formats (reference/polygon.md §2), decoded with msgspec.
+"""Polygon.io's stocks WebSocket wire formats (docs/polygon.md §2), one module for all of them.
 
-Only the fields the system uses are typed; extra keys are ignored, as Polygon adds fields.
+Three groups, each decoded or encoded with msgspec:
+
+- what Polygon sends and we decode (`PolygonTrade` `T`, `PolygonAgg` `A`, `PolygonMinuteAgg`
+  `AM`, `PolygonStatus`): only the fields the system uses are typed; extra keys are ignored,
+  as Polygon adds fields;
+- what a client sends (`PolygonAction`: auth, subscribe, unsubscribe), and the small heads
+  read without decoding a whole message (`StatusHead` for the feed's status frames,
+  `EventHead` to route a recorded event by channel and symbol);
+- what the replay server sends as Polygon does (`WireTrade`, `WireAgg`, `WireMinuteAgg`): the
+  key order and integer sizes of Polygon's own frames, defaults omitted;
+
+plus one line of the project's recording format (`RecordedFrame`, `tickstock record`).
 """
 
 from __future__ import annotations
 
 import msgspec
+
+# -- Polygon -> us --------------------------------------------------------------------------
 
 
 class PolygonTrade(msgspec.Struct, frozen=True, tag_field="ev", tag="T"):
@@ -56,7 +69,7 @@ class PolygonStatus(msgspec.Struct, frozen=True, tag_field="ev", tag="status"):
 
 PolygonMessage = PolygonTrade | PolygonAgg | PolygonMinuteAgg | PolygonStatus
 
-# Client -> server.
+# -- client -> server, and heads ------------------------------------------------------------
 
 
 class PolygonAction(msgspec.Struct, frozen=True):
@@ -66,7 +79,78 @@ class PolygonAction(msgspec.Struct, frozen=True):
     params: str = ""
 
 
+class StatusHead(msgspec.Struct):
+    """Enough of any event to tell a status message and read it (the feed's watchdog)."""
+
+    ev: str = ""
+    status: str = ""
+    message: str = ""
+
+
+class EventHead(msgspec.Struct):
+    """Enough of a recorded event to route it by subscription."""
+
+    ev: str = ""
+    sym: str = ""
+    T: str = ""  # LULD/NOI carry the symbol in `T`
+
+
+# -- us as Polygon (the replay server) ------------------------------------------------------
+
+
+class WireTrade(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="ev", tag="T"):
+    """A `T` event as Polygon sends it (key order as on the wire)."""
+
+    sym: str
+    i: str
+    x: int
+    p: float
+    s: int
+    t: int
+    q: int
+    z: int
+    c: tuple[int, ...] = ()
+    trfi: int | None = None
+    trft: int | None = None
+
+
+class WireAgg(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="ev", tag="A"):
+    """An `A` bar as Polygon sends it."""
+
+    sym: str
+    v: int
+    av: int
+    vw: float
+    o: float
+    c: float
+    h: float
+    l: float  # noqa: E741 - Polygon's field name
+    a: float
+    z: int
+    s: int
+    e: int
+    op: float | None = None  # official open, once known
+
+
+class WireMinuteAgg(WireAgg, frozen=True, tag="AM"):
+    """An `AM` bar."""
+
+
+# -- the project's recordings ---------------------------------------------------------------
+
+
+class RecordedFrame(msgspec.Struct, frozen=True):
+    """One line of a `tickstock record` file: a raw frame and when it was received."""
+
+    recv_ms: int
+    frame: str
+
+
 frame_decoder = msgspec.json.Decoder(list[PolygonMessage])
 message_decoder = msgspec.json.Decoder(PolygonMessage)
 action_decoder = msgspec.json.Decoder(PolygonAction)
+raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])  # a frame, one element per event
+status_head_decoder = msgspec.json.Decoder(StatusHead)
+event_head_decoder = msgspec.json.Decoder(EventHead)
+recorded_frame_decoder = msgspec.json.Decoder(RecordedFrame)
 encoder = msgspec.json.Encoder()

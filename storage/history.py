@@ -8,16 +8,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.tables import (
-    EventHistory as EventHistoryTable,
-)
-from schemas.tables import (
-    EventSession,
-)
+from schemas.api import EventQuery
+from schemas.tables import EventHistory as EventHistoryTable
+from schemas.tables import EventSession
+from storage.sql import as_date
 
 if TYPE_CHECKING:
     import pandas as pd
-from storage.sql import as_date
 
 EVENT_QUERY_COLUMNS = (
     EventHistoryTable.event_id,
@@ -51,34 +48,24 @@ class EventHistory:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def query(
-        self,
-        ticker: str | None = None,
-        kind: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        session: str | None = None,
-        session_date: dt.date | str | None = None,
-        limit: int = 1000,
-        newest_first: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Events matching every given filter, in time order; `end_ms` is exclusive."""
-        where = _event_filters(ticker, kind, start_ms, end_ms, session, session_date)
-        order: tuple[Any, ...] = (EventHistoryTable.time, EventHistoryTable.event_id)
-        if newest_first:
-            order = (EventHistoryTable.time.desc(), EventHistoryTable.event_id.desc())
-        query = select(*EVENT_QUERY_COLUMNS).order_by(*order)
-        if where:
-            query = query.where(*where)
+    async def query(self, query: EventQuery) -> list[dict[str, Any]]:
+        """Events matching every filter of `query`, in time order (or newest first)."""
+        table = EventHistoryTable
+        order: tuple[Any, ...] = (table.time, table.event_id)
+        if query.newest_first:
+            order = (table.time.desc(), table.event_id.desc())
+        statement = select(*EVENT_QUERY_COLUMNS).order_by(*order)
+        if where := _event_filters(query):
+            statement = statement.where(*where)
         async with self._engine.connect() as conn:
-            rows = await conn.execute(query.limit(limit))
+            rows = await conn.execute(statement.limit(query.limit))
             return [event_row_to_dict(row) for row in rows]
 
-    async def to_dataframe(self, **filters: Any) -> pd.DataFrame:
-        """`query(**filters)` as a pandas DataFrame with a UTC `timestamp` column."""
+    async def to_dataframe(self, query: EventQuery) -> pd.DataFrame:
+        """`query(query)` as a pandas DataFrame with a UTC `timestamp` column."""
         import pandas as pd  # late: only notebooks need pandas here
 
-        frame = pd.DataFrame(await self.query(**filters))
+        frame = pd.DataFrame(await self.query(query))
         if not frame.empty:
             frame.insert(0, "timestamp", pd.to_datetime(frame["time"], unit="ms", utc=True))
         return frame
@@ -109,26 +96,19 @@ class EventHistory:
             }
 
 
-def _event_filters(
-    ticker: str | None,
-    kind: str | None,
-    start_ms: int | None,
-    end_ms: int | None,
-    session: str | None,
-    session_date: dt.date | str | None,
-) -> list[Any]:
+def _event_filters(query: EventQuery) -> list[Any]:
     table = EventHistoryTable
     where: list[Any] = []
-    if ticker is not None:
-        where.append(table.ticker == ticker)
-    if kind is not None:
-        where.append(table.kind == kind)
-    if start_ms is not None:
-        where.append(table.time >= start_ms)
-    if end_ms is not None:
-        where.append(table.time < end_ms)
-    if session is not None:
-        where.append(table.session == session)
-    if session_date is not None:
-        where.append(table.session_date == as_date(session_date))
+    if query.ticker is not None:
+        where.append(table.ticker == query.ticker)
+    if query.kind is not None:
+        where.append(table.kind == query.kind)
+    if query.start_ms is not None:
+        where.append(table.time >= query.start_ms)
+    if query.end_ms is not None:
+        where.append(table.time < query.end_ms)
+    if query.session is not None:
+        where.append(table.session == query.session)
+    if query.session_date is not None:
+        where.append(table.session_date == as_date(query.session_date))
     return where

@@ -1,7 +1,9 @@
-"""DetectorShard: a thin Ray actor around `DetectorEngine` for the tickers of one shard.
+"""DetectorShard: the detector shard actor, a thin shell around `DetectorEngine`.
 
-Synchronous on purpose: Ray runs a sync actor's calls one at a time in submission order, so
-batches from the ingest are processed in the order they were sent.
+A plain class (`cluster/graph.py` applies `ray.remote` to `ShardRayActor`, which builds the
+sinks below over handles). Synchronous on purpose: Ray runs a sync actor's calls one at a
+time in submission order, so batches from the ingest are processed in the order they were
+sent.
 
 Output: one `ShardOutput` per input batch, sent to the priority queue (fire-and-forget with a
 bound on calls in flight). Crash recovery: every `checkpoint_interval_s` the engine state and
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from actors.detection.engine import DetectorEngine
 from config.settings import Settings
@@ -26,16 +28,32 @@ from schemas.events import ShardOutput
 log = logging.getLogger(__name__)
 
 
+class OutputSink(Protocol):
+    """Where a shard's outputs go (`actors.handles.QueueSink`, or a fake)."""
+
+    def put(self, output: ShardOutput) -> None: ...
+
+    def wait_all(self) -> None: ...
+
+
+class CheckpointPort(Protocol):
+    """Where a shard's checkpoints live (`actors.handles.CheckpointSink`, or a fake)."""
+
+    def save(self, shard: int, last_seq: int, watermark: int, blob: bytes) -> bool: ...
+
+    def load_latest(self, shard: int) -> tuple[int, int, bytes] | None: ...
+
+
 class ShardAck(dict[str, Any]):
     """What `on_trades` returns to the ingest: rows, events, watermark, last/checkpoint seq."""
 
 
 class DetectorShard:
-    """Per-shard detection; `queue` and `checkpoints` are handles (or fakes in tests)."""
+    """Per-shard detection: batches in, events out to the queue, checkpoints saved."""
 
     def __init__(
-        self, shard: int, settings: Settings, queue: Any, checkpoints: Any = None,
-        restored: bool = False,
+        self, shard: int, settings: Settings, queue: OutputSink,
+        checkpoints: CheckpointPort | None = None, restored: bool = False,
     ) -> None:
         self.shard = shard
         self._settings = settings
@@ -78,6 +96,7 @@ class DetectorShard:
             self._queue.put(ShardOutput(
                 shard=self.shard, events=events, watermark=self._engine.watermark, rows=rows,
                 analytics=analytics, rejected=self._take_rejected(),
+                sessions=self._engine.sessions,
             ))
         self._maybe_checkpoint()
         return ShardAck(
@@ -111,6 +130,7 @@ class DetectorShard:
         return self._checkpoint_seq
 
     def _restore(self) -> None:
+        assert self._checkpoints is not None
         found = self._checkpoints.load_latest(self.shard)
         if found is None:
             log.warning("shard %d restarted with no checkpoint: starting empty", self.shard)

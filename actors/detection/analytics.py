@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from actors.market.analytics import BUY_T, BUY_V, KIND_INDEX, SELL_T, SELL_V, TICKS
-from actors.market.sessions import SessionClock
+from actors.market.sessions import SessionClock, SessionInfo, session_of
 from config.detection import AnalyticsConfig
 from schemas.events import Event
 
@@ -34,24 +34,30 @@ SMALL = 16  # up to this many rows, a Python loop beats numpy's per-call cost
 class ShardAnalytics:
     """Per-shard buy/sell sums per event-time window and event counts, shipped as deltas."""
 
-    def __init__(self, config: AnalyticsConfig) -> None:
+    def __init__(self, config: AnalyticsConfig, calendar: SessionClock | None = None) -> None:
         self.config = config
         self.rejected: dict[str, int] = {}
-        self._clock = SessionClock()
+        self._clock = calendar or SessionClock()  # for events that come without a session
         self._last_price: dict[str, float] = {}
         self._last_side: dict[str, int] = {}  # +1 buy, -1 sell, 0 not known yet
         self._windows: dict[int, list[float]] = {}  # window start (Unix ms) -> sums
         self._counts: dict[tuple[int, str], list[int]] = {}  # (session start, ticker) -> counts
 
-    def on_trades(self, ticker: str, t: I64, p: F64, s: F64) -> None:
-        """Classify one ticker's trades (time-ordered) and add them to their windows."""
+    def on_trades(
+        self, ticker: str, t: I64, p: F64, s: F64, *, checked: bool = False
+    ) -> None:
+        """Classify one ticker's trades (time-ordered) and add them to their windows.
+
+        `checked`: the rows passed the validity check (the engine's path): prices are not
+        judged again.
+        """
         if len(t) == 0:
             return
         if len(t) <= SMALL:
-            self._on_few_trades(ticker, t.tolist(), p.tolist(), s.tolist())
+            self._on_few_trades(ticker, t.tolist(), p.tolist(), s.tolist(), checked)
             return
-        ok = (p > 0) & (p < np.inf)
-        if not ok.all():
+        ok = None if checked else (p > 0) & (p < np.inf)
+        if ok is not None and not ok.all():
             self._count("bad_price", int((~ok).sum()))
             t, p, s = t[ok], p[ok], s[ok]
             if len(t) == 0:
@@ -65,7 +71,9 @@ class ShardAnalytics:
             return
         self._add_windows(window, weight, buy, sell)
 
-    def on_trade_groups(self, groups: Sequence[tuple[str, I64, F64, F64]]) -> None:
+    def on_trade_groups(
+        self, groups: Sequence[tuple[str, I64, F64, F64]], *, checked: bool = False
+    ) -> None:
         """`on_trades` for many tickers at once: (ticker, t, p, s) each, tickers distinct.
 
         One vectorised pass (the tick rule restarts at each ticker) instead of numpy calls
@@ -74,7 +82,7 @@ class ShardAnalytics:
         groups = [g for g in groups if len(g[1])]
         if len(groups) <= 1:
             for ticker, t, p, s in groups:
-                self.on_trades(ticker, t, p, s)
+                self.on_trades(ticker, t, p, s, checked=checked)
             return
         self.on_trade_segments(
             [g[0] for g in groups],
@@ -82,19 +90,21 @@ class ShardAnalytics:
             np.concatenate([g[1] for g in groups]),
             np.concatenate([g[2] for g in groups]),
             np.concatenate([g[3] for g in groups]),
+            checked=checked,
         )
 
     def on_trade_segments(
-        self, tickers: Sequence[str], lengths: I64, t: I64, p: F64, s: F64
+        self, tickers: Sequence[str], lengths: I64, t: I64, p: F64, s: F64, *,
+        checked: bool = False,
     ) -> None:
         """`on_trade_groups` on concatenated rows: ticker k owns the next `lengths[k]` rows
         (tickers distinct, lengths > 0, each ticker's rows time-ordered)."""
         if len(tickers) <= 1:
             if len(tickers) == 1:
-                self.on_trades(tickers[0], t, p, s)
+                self.on_trades(tickers[0], t, p, s, checked=checked)
             return
-        ok = (p > 0) & (p < np.inf)
-        if not ok.all():
+        ok = None if checked else (p > 0) & (p < np.inf)
+        if ok is not None and not ok.all():
             self._count("bad_price", int((~ok).sum()))
             group = np.repeat(np.arange(len(tickers)), lengths)[ok]
             t, p, s = t[ok], p[ok], s[ok]
@@ -105,14 +115,15 @@ class ShardAnalytics:
         weight = np.where(s > 0, s, self.config.default_trade_weight)
         self._add_windows(t // self.config.window_ms, weight, side > 0, side < 0)
 
-    def on_events(self, events: Iterable[Event]) -> None:
-        """Count events per ticker and market session."""
+    def on_events(self, events: Iterable[Event], sessions: Sequence[SessionInfo] = ()) -> None:
+        """Count events per ticker and market session (`sessions`: the sessions the caller
+        already knows them to fall in)."""
         for event in events:
             index = KIND_INDEX.get(event.kind)
             if index is None:
                 self._count("unknown_kind")
                 continue
-            key = (self._clock.session_at(event.time).start_ms, event.ticker)
+            key = (session_of(event.time, sessions, self._clock).start_ms, event.ticker)
             counts = self._counts.get(key)
             if counts is None:
                 counts = self._counts[key] = [0, 0, 0, 0]
@@ -156,7 +167,7 @@ class ShardAnalytics:
         self._counts = {(int(r[0]), str(r[1])): [int(x) for x in r[2:]] for r in data["counts"]}
 
     def _on_few_trades(
-        self, ticker: str, t: list[int], p: list[float], s: list[float]
+        self, ticker: str, t: list[int], p: list[float], s: list[float], checked: bool
     ) -> None:
         """`on_trades` as a plain loop: cheaper than numpy for a handful of rows."""
         prev = self._last_price.get(ticker)
@@ -164,7 +175,7 @@ class ShardAnalytics:
         window_ms = self.config.window_ms
         default = self.config.default_trade_weight
         for ti, pi, si in zip(t, p, s, strict=True):
-            if not 0 < pi < math.inf:
+            if not checked and not 0 < pi < math.inf:
                 self._count("bad_price")
                 continue
             if prev is not None and pi != prev:

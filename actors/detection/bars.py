@@ -144,13 +144,19 @@ class SecondBarBuilder:
         if len(t):
             self.add_groups(Groups.single(self._table.add(ticker), len(t)), t, p, s)
 
-    def add_groups(self, groups: Groups, t: I64, p: F64, s: F64) -> None:
-        """`add_trades` for many tickers at once: `groups` segments the rows by ticker."""
+    def add_groups(
+        self, groups: Groups, t: I64, p: F64, s: F64, *, checked: bool = False
+    ) -> None:
+        """`add_trades` for many tickers at once: `groups` segments the rows by ticker.
+
+        `checked`: the rows passed the validity check (the engine's path), so prices and
+        sizes are not judged again; only lateness is.
+        """
         if len(t) == 0:
             return
         self._ensure()
         ids = groups.ids
-        keep = self._valid(t, p, s)
+        keep = self._valid(t, p, s, checked)
         times = t if keep is None else np.where(keep, t, NEVER)
         running = seg_accumulate(np.maximum, times, groups, self._last_t[ids])
         # A trade from an earlier second than one already seen cannot join its bar any more;
@@ -167,21 +173,25 @@ class SecondBarBuilder:
         if len(t):
             self._pool_rows(groups, t, p, s)
 
-    def _valid(self, t: I64, p: F64, s: F64) -> Mask | None:
+    def _valid(self, t: I64, p: F64, s: F64, checked: bool) -> Mask | None:
         """The rows that may join a bar (None: all); the others are counted by reason."""
-        keep = None
-        good_price = (p > 0) & (p < np.inf)
-        good = good_price & (s >= 0) & (s < np.inf)
-        if not good.all():
-            self._count("bad_price", int(np.count_nonzero(~good_price)))
-            self._count("bad_size", int(np.count_nonzero(~good & good_price)))
-            keep = good
+        keep = None if checked else self._good_values(p, s)
         late = t < self._late_before()
         if late.any():
             self._count("late_bar_trade", int(np.count_nonzero(late if keep is None
                                                                else late & keep)))
             keep = ~late if keep is None else keep & ~late
         return keep
+
+    def _good_values(self, p: F64, s: F64) -> Mask | None:
+        """Rows with a usable price and size (None: all), for input that was not judged."""
+        good_price = (p > 0) & (p < np.inf)
+        good = good_price & (s >= 0) & (s < np.inf)
+        if good.all():
+            return None
+        self._count("bad_price", int(np.count_nonzero(~good_price)))
+        self._count("bad_size", int(np.count_nonzero(~good & good_price)))
+        return good
 
     def _pool_rows(self, groups: Groups, t: I64, p: F64, s: F64) -> None:
         ids = groups.ids

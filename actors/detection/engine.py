@@ -127,13 +127,14 @@ class DetectorEngine:
     def __init__(self, config: DetectionConfig | None = None, shard: int = 0) -> None:
         self.config = config or DetectionConfig()
         self.shard = shard
-        self._clock = SessionClock()
+        self._clock = SessionClock()  # the one calendar of this engine and its detectors
         self._table = TickerTable()  # one id per ticker, shared by the per-ticker detectors
         self._validator = Validator(self.config.validation, self._table)
-        self._highlow = HighLowDetector(self.config.highlow, self._table)
+        self._highlow = HighLowDetector(self.config.highlow, self._table, self._clock)
         self._bars, self._surge, self._trend, self._analytics = _build_detectors(
-            self.config, self._table
+            self.config, self._table, self._clock
         )
+        self._call_sessions: list[SessionInfo] = []  # the sessions the current call met
         # A batch spanning more time than the bar builder holds is processed in slices, with
         # bars drained after each, so no bar is dropped for want of a drain.
         self._slice_ms = max(self.config.bars.max_pending_bars * 1000 // 2, 1000)
@@ -156,6 +157,21 @@ class DetectorEngine:
         return max(self._validator.last_seq, -1)
 
     @property
+    def sessions(self) -> tuple[SessionInfo, ...]:
+        """The market sessions of the last call's rows, bars and events, and of the watermark,
+        oldest first: computed once here, they travel on with the shard's output."""
+        known = self._call_sessions
+        if self._watermark and not any(s.holds(self._watermark) for s in known):
+            known = [*known, self._clock.session_at(self._watermark)]
+        return tuple(sorted(known, key=lambda s: s.start_ms))
+
+    def _met(self, session: SessionInfo) -> SessionInfo:
+        """Remember that the current call met `session`; return it."""
+        if session not in self._call_sessions:
+            self._call_sessions.append(session)
+        return session
+
+    @property
     def highlow(self) -> HighLowDetector:
         """The HighLow detector (read-only use: state inspection)."""
         return self._highlow
@@ -164,6 +180,7 @@ class DetectorEngine:
 
     def process_trades(self, batch: TradeBatch) -> list[Event]:
         """Detect on one batch of trades; return its events in deterministic order."""
+        self._call_sessions = []
         if len(batch) == 0:
             return []
         ok = self._validator.accept_rows(batch)
@@ -188,6 +205,7 @@ class DetectorEngine:
                 return []
         events: list[Event] = []
         for session, part in self._by_session(t):
+            self._met(session)
             self._enter_shard_session(session)
             if part is None:
                 events.extend(self._session_trades(session, batch, rows, groups, feed))
@@ -260,10 +278,11 @@ class DetectorEngine:
         if len(t) == 0:
             return
         size = s if (flags & FLAG_VOLUME).all() else np.where(flags & FLAG_VOLUME, s, 0.0)
-        self._bars.add_groups(groups, t, p, size)
+        # The rows passed the validator: bars and analytics take its verdict as it is.
+        self._bars.add_groups(groups, t, p, size, checked=True)
         names = self._table.names
         tickers = [names[i] for i in groups.ids.tolist()]
-        self._analytics.on_trade_segments(tickers, groups.lengths, t, p, size)
+        self._analytics.on_trade_segments(tickers, groups.lengths, t, p, size, checked=True)
 
     def _ensure(self) -> None:
         self._ticker_session = grow(self._ticker_session, len(self._table), NEVER)
@@ -272,6 +291,7 @@ class DetectorEngine:
 
     def process_bars(self, batch: BarBatch) -> list[Event]:
         """Detect on a batch of aggregate bars (see the module docstring for HighLow)."""
+        self._call_sessions = []
         if len(batch) == 0:
             return []
         ok = self._validator.accept_bars(batch)
@@ -286,7 +306,7 @@ class DetectorEngine:
             self._bars.add_bars(ticker, [feed[i] for i in rows.tolist()])
             # One trade per bar (its close, volume) for the pressure gauge.
             pressure.append((ticker, bars.end[rows] - 1, bars.c[rows], bars.v[rows]))
-        self._analytics.on_trade_groups(pressure)
+        self._analytics.on_trade_groups(pressure, checked=True)
         self._watermark = max(self._watermark, int(bars.end.max()))
         events.extend(self._run_bars(self._drain()))
         return self._finish(events)
@@ -306,8 +326,8 @@ class DetectorEngine:
             return events
         session: SessionInfo | None = None
         for bar in bars:
-            if session is None or not session.start_ms <= bar.start < session.end_ms:
-                session = self._clock.session_at(bar.start)  # bars are time-ordered: rarely
+            if session is None or not session.holds(bar.start):
+                session = self._met(self._clock.session_at(bar.start))  # time-ordered: rarely
             if self._bar_session.get(bar.ticker) != session.start_ms:
                 self._reset_bar_detectors(bar.ticker)
                 self._bar_session[bar.ticker] = session.start_ms
@@ -328,11 +348,12 @@ class DetectorEngine:
 
     def flush(self) -> list[Event]:
         """Close every pending bar (end of a stream) and return the events that follow."""
+        self._call_sessions = []
         return self._finish(self._run_bars(self._bars.drain_all(self._bar_detectors_on())))
 
     def _finish(self, events: list[Event]) -> list[Event]:
         if events:
-            self._analytics.on_events(events)
+            self._analytics.on_events(events, self._call_sessions)
         events.sort(key=event_order)
         return events
 
@@ -441,10 +462,10 @@ def _bars_of(batch: BarBatch) -> list[Bar]:
 
 
 def _build_detectors(
-    config: DetectionConfig, table: TickerTable
+    config: DetectionConfig, table: TickerTable, calendar: SessionClock
 ) -> tuple[SecondBarBuilder, SurgeDetector | None, TrendDetector | None, ShardAnalytics]:
     """The bar builder, Surge, Trend (None where disabled) and the shard analytics."""
     surge = SurgeDetector(config.surge) if config.enable_surge else None
     trend = TrendDetector(config.trend) if config.enable_trend else None
     return (SecondBarBuilder(config.bars, table), surge, trend,
-            ShardAnalytics(config.analytics))
+            ShardAnalytics(config.analytics, calendar))

@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from actors.detection.highlow_rules import NEVER, HighLowReference, HighLowRules, TickerHighLow
 from actors.detection.ticker_table import Groups, TickerTable, grow, seg_accumulate, shift_in
-from actors.market.sessions import SessionInfo
+from actors.market.sessions import SessionClock, SessionInfo
 from config.detection import HighLowConfig
 from schemas.batches import F64, FLAG_HIGH_LOW, FLAG_VOLUME, I64, U8
 from schemas.events import Event, MarketSession
@@ -47,8 +47,11 @@ Mask = npt.NDArray[np.bool_]
 class HighLowDetector(HighLowRules):
     """The fast path: per-ticker state in arrays, numpy over all tickers' rows of a batch."""
 
-    def __init__(self, config: HighLowConfig | None = None, table: TickerTable | None = None):
-        super().__init__(config)
+    def __init__(
+        self, config: HighLowConfig | None = None, table: TickerTable | None = None,
+        calendar: SessionClock | None = None,
+    ) -> None:
+        super().__init__(config, calendar)
         self._table = table if table is not None else TickerTable()
         self._history: dict[int, list[tuple[bool, int]]] = {}  # ticker id -> recent events
         self._allocate(0)

@@ -76,9 +76,11 @@ class TickerHighLow:
 class HighLowRules:
     """Tiers, cooldown, reversals and event building: the rules both implementations share."""
 
-    def __init__(self, config: HighLowConfig | None = None) -> None:
+    def __init__(
+        self, config: HighLowConfig | None = None, calendar: SessionClock | None = None
+    ) -> None:
         self.config = config or HighLowConfig()
-        self._clock = SessionClock()
+        self._clock = calendar or SessionClock()
         tiers = self.config.tiers
         self._tier_below = np.array([tier.below for tier in tiers], dtype=np.float64)
         self._tier_pct = np.array([tier.min_pct for tier in tiers] + [0.0], dtype=np.float64)

@@ -7,17 +7,14 @@ Rules, in the order they are checked (a row is counted once, under its first fai
   ingest's sequence number, unique and increasing, so it is the only identity that tells a
   re-sent row from a genuine second trade with the same time, price and size (those happen:
   one order filling against several resting orders prints several identical trades).
-- ``bad_ticker``: empty symbol.
-- ``bad_price``: price ≤ 0, NaN or infinite.
-- ``bad_size``: size NaN or infinite; ``zero_size``: size ≤ 0.
+- the value rules of `actors/market/validity.py` (``bad_ticker``, ``bad_price``, ``bad_size``,
+  ``zero_size``; for bars ``bad_bar``), only for a batch that was not judged yet: a batch from
+  the ingest carries the verdict (`valid`) and is not checked again.
 - ``out_of_order``: event time older than the ticker's latest accepted time minus
   `out_of_order_tolerance_ms`.
 - ``price_jump``: |p / last − 1| × 100 > `max_jump_pct` while the ticker's last accepted
   price is at most `jump_window_ms` old. The rejected price does not become `last`, so one
   absurd print cannot drag the reference with it; after the window a new level is accepted.
-
-Bars (`accept_bars`) share the `seq` rule; a bar also needs finite prices > 0, a volume ≥ 0
-(else ``bad_size``), low ≤ open, close ≤ high and end > start (else ``bad_bar``).
 
 Row checks are vectorised over the whole batch; the per-ticker checks over all tickers at once
 (`accept_groups`: rows grouped by ticker, state in arrays indexed by `TickerTable` id), with a
@@ -34,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from actors.detection.ticker_table import Groups, TickerTable, grow, seg_accumulate, shift_in
+from actors.market.validity import check_bars, check_trades
 from config.detection import ValidationConfig
 from schemas.batches import F64, I64, BarBatch, TradeBatch
 
@@ -61,32 +59,21 @@ class Validator:
 
     def accept_rows(self, batch: TradeBatch) -> Mask:
         """Mask of rows that pass the row rules; advances `last_seq` past the batch."""
-        n = len(batch)
-        if n == 0:
+        if len(batch) == 0:
             return np.ones(0, dtype=bool)
         ok = self._fresh_seq(batch.seq)
-        self._reject(ok, batch.sym == "", "bad_ticker")
-        p = batch.p
-        self._reject(ok, ~(np.isfinite(p) & (p > 0)), "bad_price")
-        s = batch.s
-        self._reject(ok, ~np.isfinite(s), "bad_size")
-        self._reject(ok, ~(s > 0), "zero_size")
-        return ok
+        if batch.valid is not None:  # judged upstream, and counted there
+            return ok & batch.valid
+        return check_trades(batch, self.rejected, among=ok)
 
     def accept_bars(self, batch: BarBatch) -> Mask:
         """Mask of bars that pass the row rules (seq, ticker, prices, volume, shape)."""
         if len(batch) == 0:
             return np.ones(0, dtype=bool)
         ok = self._fresh_seq(batch.seq)
-        self._reject(ok, batch.sym == "", "bad_ticker")
-        prices = np.stack([batch.o, batch.h, batch.l, batch.c])
-        good_prices = np.all(np.isfinite(prices) & (prices > 0), axis=0)
-        self._reject(ok, np.logical_not(good_prices), "bad_price")
-        self._reject(ok, ~(np.isfinite(batch.v) & (batch.v >= 0)), "bad_size")
-        lo, hi = np.minimum(batch.o, batch.c), np.maximum(batch.o, batch.c)
-        inside = (batch.l <= lo) & (batch.h >= hi)
-        self._reject(ok, ~inside | (batch.end <= batch.start), "bad_bar")
-        return ok
+        if batch.valid is not None:
+            return ok & batch.valid
+        return check_bars(batch, self.rejected, among=ok)
 
     def _fresh_seq(self, seq: I64) -> Mask:
         """Rows whose seq exceeds the last seen one and every earlier seq in the batch."""

@@ -1,4 +1,19 @@
-"""The ingest actor: runs one source through an `IngestEngine` until stopped or done."""
+"""The ingest actor: one source, one `IngestEngine`, and the detector shards behind it.
+
+A plain async class (`cluster/graph.py` applies `ray.remote` to `IngestRayActor`, which wraps
+the shard and universe actors in handles). Three tasks share the actor's event loop:
+
+- produce: the source's batches, as the source made them, into the inbox (bounded by rows; a
+  full inbox blocks the source, which is the backpressure that reaches a live feed);
+- consume: everything in the inbox at once, through the engine (judge, number, route), then
+  the lanes that are due are shipped to their shards;
+- follow the subscription set: one long poll on the universe coordinator; each new set goes
+  to the engine (what is routed) and to the source (what a live feed subscribes to).
+
+Error policy: a failing source ends the run in state `error` (its message in `stats`); an
+unreachable coordinator keeps the last subscription set and is asked again; the engine owns
+shard failures. `CancelledError` always propagates.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +22,61 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-import ray
-
-from actors.ingest.engine import PENDING_POLL_S, IngestEngine
+from actors import UniverseUnavailable
+from actors.ingest.engine import PENDING_POLL_S, IngestEngine, ShardLink, join_runs
+from actors.ingest.inbox import Inbox
 from actors.sources.base import Batch, Source
-from actors.sources.replay import ReplaySource
-from actors.sources.synthetic import SyntheticSource, synthetic_start_ms
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
+SUBSCRIPTION_WAIT_S = 30.0  # the long poll returns at least this often, changed or not
+UNIVERSE_RETRY_S = 2.0  # wait before asking an unreachable coordinator again
+
+
+class SubscriptionFeed(Protocol):
+    """What the ingest needs of the universe coordinator (`actors.handles.UniverseHandle`)."""
+
+    async def subscription_set(self) -> tuple[int, list[str]]: ...
+
+    async def next_subscription_set(self, after: int, timeout_s: float) -> tuple[int, list[str]]:
+        ...
 
 
 class IngestActor:
-    """Async Ray actor: runs a source through an `IngestEngine` until stopped or done."""
+    """Runs a source through an `IngestEngine` until stopped or, for a replay, done."""
 
-    def __init__(self, settings: Settings, shards: Sequence[Any], universe: Any) -> None:
+    def __init__(
+        self, settings: Settings, shards: Sequence[ShardLink], universe: SubscriptionFeed,
+        source: Source | None = None,
+    ) -> None:
+        """`source`: the source to run (default: the one `settings.ingest` names, built at
+        `start`)."""
         self._settings = settings
-        self._engine = IngestEngine(settings, shards, universe)
+        self._engine = IngestEngine(settings, shards)
         self._universe = universe
-        self._source: Source | None = None
+        self._inbox: Inbox[Batch] = Inbox(settings.ingest.inbox_max_rows)
+        self._source: Source | None = source
         self._state = "created"
         self._error = ""
         self._started_at = 0.0
         self._done = asyncio.Event()
         self._rate = RateMeter()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=8)
 
     def _make_source(self) -> Source:
         cfg = self._settings.ingest
         if cfg.source == "replay":
+            from actors.sources.replay import ReplaySource
+
             return ReplaySource(cfg.replay_files, cfg.speed, cfg.loop)
         if cfg.source == "polygon":
             from actors.sources.polygon import PolygonSource
 
-            return PolygonSource(self._settings, self._universe)
+            return PolygonSource(self._settings)
+        from actors.sources.synthetic import SyntheticSource, synthetic_start_ms
+
         return SyntheticSource(
             self._synthetic_tickers(), cfg.synthetic_rate, cfg.synthetic_seed,
             synthetic_start_ms(cfg, int(time.time() * 1000)),
@@ -57,18 +90,18 @@ class IngestActor:
         return core[:n] if n else core
 
     async def start(self) -> str:
-        """Start the source and the send loop (idempotent)."""
+        """Start the source and the loops (idempotent); raise if the source cannot start."""
         if self._state in ("running", "done"):
             return self._state
         try:
-            self._source = self._make_source()
+            self._source = self._source or self._make_source()
         except (OSError, ValueError) as e:
             self._state, self._error = "error", str(e)
             raise
-        await self._engine.refresh_universe()
+        self._apply_subscriptions(*await self._universe.subscription_set())
         self._state = "running"
         self._started_at = time.monotonic()
-        for coro in (self._produce(), self._consume(), self._refresh_loop()):
+        for coro in (self._produce(), self._consume(), self._follow_subscriptions()):
             task = asyncio.get_running_loop().create_task(coro)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -78,28 +111,25 @@ class IngestActor:
         assert self._source is not None
         try:
             async for batch in self._source.batches():
-                await self._queue.put(batch)
+                await self._inbox.put(batch)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             log.exception("source %s failed", self._source.name)
             self._state, self._error = "error", f"{type(e).__name__}: {e}"
-        await self._queue.put(None)
+        self._inbox.close()
 
     async def _consume(self) -> None:
         wait_s = self._settings.ingest.batch_max_ms / 1000
         while True:
             # Rows held for a busy shard go out as soon as it acks: look again soon.
             timeout = min(wait_s, PENDING_POLL_S) if self._engine.has_pending() else wait_s
-            try:
-                item = await asyncio.wait_for(self._queue.get(), timeout)
-            except TimeoutError:
-                await self._engine.flush_due()
-                continue
-            if item is None:
+            items = await self._inbox.take(timeout)
+            if items is None:
                 break
             before = self._engine.rows_in
-            await self._engine.accept(item)
+            for batch in join_runs(items):
+                await self._engine.accept(batch)
             self._rate.add(self._engine.rows_in - before)
             await self._engine.flush_due()
         await self._engine.finish()
@@ -107,13 +137,25 @@ class IngestActor:
             self._state = "done"
         self._done.set()
 
-    async def _refresh_loop(self) -> None:
+    async def _follow_subscriptions(self) -> None:
+        """Hand every new subscription set to the engine and the source, as it changes."""
         while True:
-            await asyncio.sleep(2.0)
             try:
-                await self._engine.refresh_universe()
-            except ray.exceptions.RayActorError:
+                version, tickers = await self._universe.next_subscription_set(
+                    self._engine.subscription_version, SUBSCRIPTION_WAIT_S
+                )
+            except UniverseUnavailable:
                 log.warning("universe coordinator unavailable; keeping the last subscription set")
+                await asyncio.sleep(UNIVERSE_RETRY_S)
+                continue
+            self._apply_subscriptions(version, tickers)
+
+    def _apply_subscriptions(self, version: int, tickers: list[str]) -> None:
+        if version == self._engine.subscription_version:
+            return
+        self._engine.set_subscriptions(version, tickers)
+        if self._source is not None:
+            self._source.set_subscriptions(tickers)
 
     async def wait_done(self, timeout_s: float | None = None) -> bool:
         """True once a finite source (replay) has been fully delivered and flushed."""
@@ -134,6 +176,7 @@ class IngestActor:
 
     async def stats(self) -> dict[str, Any]:
         e = self._engine
+        source = self._source.stats() if self._source is not None else {}
         return {
             "state": self._state,
             "error": self._error,
@@ -145,28 +188,18 @@ class IngestActor:
             "ticks_per_s": round(self._rate.rate(), 1),
             "events": e.events,
             "last_event_ms": e.last_event_ms,
-            "lag_ms": self._lag_ms(),
+            "lag_ms": source.get("lag_ms"),  # only a live feed has one
+            "inbox_rows": self._inbox.rows,
+            "subscription_version": e.subscription_version,
             "rejected": dict(e.rejected),
             "lost_on_restart": e.lost_on_restart,
             "shards": e.lane_stats(),
-            "source_stats": self._source.stats() if self._source is not None else {},
+            "source_stats": source,
             "uptime_s": round(time.monotonic() - self._started_at, 1) if self._started_at else 0,
         }
 
-    def _lag_ms(self) -> int | None:
-        """Receive time behind event time; only a live feed has one (replays run on their own
-        clock, the synthetic market on a simulated one)."""
-        if self._settings.ingest.source != "polygon":
-            return None
-        return _lag_ms(self._engine.last_event_ms)
-
     async def ping(self) -> str:
         return "ok"
-
-
-def _lag_ms(last_event_ms: int) -> int | None:
-    """Wall time behind the newest event (meaningful for live feeds, not replays)."""
-    return max(0, int(time.time() * 1000) - last_event_ms) if last_event_ms else None
 
 
 class RateMeter:

@@ -1,50 +1,81 @@
-"""IngestActor: source -> validated, sequenced, per-shard columnar batches -> detector shards.
+"""IngestEngine: the one path of a row from a source to the detector shards (pure, no Ray).
 
-The data path never makes a Ray call per tick: rows are grouped by shard and shipped as one
-`TradeBatch` per shard every `batch_max_ms` or `batch_max_rows`; while a shard is busy (all of
-its `max_inflight_per_shard` batches unacknowledged) its rows keep collecting up to
-`batch_max_rows`, so batches grow with the load. Backpressure reaches the source through a
-bounded queue.
+For every source batch, in arrival order:
 
-Error policy: bad rows are dropped with a counted reason (`unknown_symbol`, `bad_price`);
-a crashed shard is waited for, asked for the last ingest `seq` its restored checkpoint covers,
-and sent every retained row after it, so nothing it would have seen is lost. Rows that had to
-be evicted from the retention window before the shard's checkpoint covered them are counted as
+1. judge every row once (`actors/market/validity.py`: bad ticker, price, size) and drop the
+   symbols outside the subscription set (`unknown_symbol`), each counted by reason;
+2. number the kept rows with the ingest's `seq` (gap-free, shared by trades and bars) and
+   append each shard's rows (`shard = crc32(ticker) % N`) to that shard's lane, with the
+   verdict (`valid`) that the shard, its bars and its analytics then trust;
+3. ship a lane as one columnar batch when it holds `batch_max_rows`, or when its oldest row
+   has waited `batch_max_ms` and the shard has a free in-flight slot. While a shard is busy
+   (all `max_inflight_per_shard` batches unacknowledged) its rows keep collecting up to
+   `batch_max_rows`, so batches grow with the load.
+
+Lanes are the one place where rows are coalesced: sources hand over what they decoded, as
+they decoded it (the actor takes whatever they handed over since its last turn in one go).
+No Ray call per tick.
+
+Error policy: bad rows are dropped with a counted reason; a shard that fails (the handle
+raises `ShardUnavailable`) is waited for, asked for the last ingest `seq` its restored
+checkpoint covers, and sent every retained row after it, so nothing it would have seen is
+lost. Rows evicted from the retention window before a checkpoint covered them are counted as
 `lost_on_restart`. `CancelledError` always propagates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-import ray
 
+from actors import ShardUnavailable
 from actors.ingest.routing import shard_of
-from actors.sources.base import Batch
+from actors.market.validity import check_bars, check_trades
 from config.settings import Settings
 from schemas.batches import BarBatch, TradeBatch
 
 log = logging.getLogger(__name__)
+Batch = TradeBatch | BarBatch
 PENDING_POLL_S = 0.005  # how often held rows are offered to a busy shard again
 MAX_ROUTED_SYMBOLS = 200_000  # distinct symbols remembered for routing before starting over
+RESTART_POLL_S = 0.2  # how often a failed shard is asked whether it is back
+
+
+class ShardLink(Protocol):
+    """What the ingest needs of one detector shard (`actors.handles.ShardHandle`, or a fake).
+
+    `send_*` submit at once and return the acknowledgement's awaitable; every call raises
+    `actors.ShardUnavailable` when the shard is gone.
+    """
+
+    def send_trades(self, batch: TradeBatch) -> Awaitable[dict[str, Any]]: ...
+
+    def send_bars(self, batch: BarBatch) -> Awaitable[dict[str, Any]]: ...
+
+    async def flush(self) -> dict[str, Any]: ...
+
+    async def last_seq(self) -> int: ...
+
+    async def ping(self, timeout_s: float = 2.0) -> bool: ...
 
 
 @dataclass
 class ShardLane:
-    """Per-shard send state: pending rows, refs in flight, retained batches for recovery."""
+    """Per-shard send state: pending rows, calls in flight, retained batches for recovery."""
 
-    handle: Any
+    link: ShardLink
     pending: list[Batch] = field(default_factory=list)
     pending_rows: int = 0
     pending_since: float = 0.0
-    in_flight: deque[tuple[Any, Batch]] = field(default_factory=deque)
+    in_flight: deque[tuple[asyncio.Future[dict[str, Any]], Batch]] = field(default_factory=deque)
     retained: deque[Batch] = field(default_factory=deque)
     retained_rows: int = 0
     checkpoint_seq: int = -1
@@ -53,21 +84,16 @@ class ShardLane:
     restarts: int = 0
 
 
-def _seqs(batch: Batch) -> np.ndarray:
-    return batch.seq
-
-
 class IngestEngine:
-    """The batching/routing/recovery logic; shard handles are injected (fakes in unit tests)."""
+    """Judging, numbering, routing, batching and shard recovery; shard links are injected
+    (`actors.handles.ShardHandle` in the actor, fakes in unit tests)."""
 
-    def __init__(self, settings: Settings, shards: Sequence[Any], universe: Any = None) -> None:
+    def __init__(self, settings: Settings, shards: Sequence[ShardLink]) -> None:
         self._cfg = settings.ingest
-        self._lanes = [ShardLane(h) for h in shards]
-        self._universe = universe
-        self._allowed: np.ndarray | None = None
-        self._allowed_version = -1
+        self._lanes = [ShardLane(link) for link in shards]
+        self._allowed: frozenset[str] | None = None  # None: every symbol is routed
+        self.subscription_version = -1
         self._codes: dict[str, int] = {}  # symbol -> shard, -1 when not subscribed
-        self._codes_for: np.ndarray | None = None  # the subscription set `_codes` follows
         self._seq = 0
         self.rejected: Counter[str] = Counter()
         self.rows_in = 0
@@ -77,16 +103,16 @@ class IngestEngine:
         self.last_event_ms = 0
         self.lost_on_restart = 0
 
-    # -- filtering ---------------------------------------------------------------------------
+    # -- judging and routing -----------------------------------------------------------------
 
-    async def refresh_universe(self) -> None:
-        """Fetch the subscription set when its version changed."""
-        if self._universe is None or self._cfg.accept_unknown_symbols:
+    def set_subscriptions(self, version: int, tickers: Iterable[str]) -> None:
+        """Route only these symbols from now on (unless every symbol is accepted)."""
+        self.subscription_version = version
+        if self._cfg.accept_unknown_symbols:
             return
-        version, tickers = await self._universe.subscription_set()
-        if version != self._allowed_version:
-            self._allowed = np.asarray(sorted(tickers), dtype="<U12")
-            self._allowed_version = version
+        allowed = frozenset(tickers)
+        if allowed != self._allowed:
+            self._allowed, self._codes = allowed, {}
 
     def _route(self, sym: np.ndarray) -> np.ndarray:
         """The shard of each row, or -1 for a symbol outside the subscription set.
@@ -94,14 +120,12 @@ class IngestEngine:
         One dict lookup per row: symbols repeat, so each distinct one is hashed and checked
         against the subscription set once (string sorts in `np.isin`/`np.unique` cost ~6x).
         """
-        if self._codes_for is not self._allowed:  # a new subscription set
-            self._codes, self._codes_for = {}, self._allowed
         codes = self._codes
         names = sym.tolist()
         try:
             return np.fromiter(map(codes.__getitem__, names), np.int64, len(names))
         except KeyError:
-            allowed = None if self._allowed is None else set(self._allowed.tolist())
+            allowed = self._allowed
             if len(codes) > MAX_ROUTED_SYMBOLS:  # bad feeds must not grow it without bound
                 codes.clear()
             for name in set(names).difference(codes):
@@ -109,34 +133,35 @@ class IngestEngine:
                 codes[name] = shard_of(name, len(self._lanes)) if known else -1
             return np.fromiter(map(codes.__getitem__, names), np.int64, len(names))
 
-    def _filter(self, batch: Batch, shard: np.ndarray) -> tuple[Batch, np.ndarray]:
-        """Drop (and count) rows with absurd prices or unsubscribed symbols."""
-        prices = batch.p if isinstance(batch, TradeBatch) else batch.c
-        keep = np.isfinite(prices) & (prices > 0) & (prices <= self._cfg.max_price)
-        if not keep.all():
-            self.rejected["bad_price"] += int(np.count_nonzero(~keep))
+    def _judge(self, batch: Batch, shard: np.ndarray) -> np.ndarray:
+        """The rows to keep: valid (counted by reason otherwise) and subscribed."""
+        max_price = self._cfg.max_price
+        if isinstance(batch, TradeBatch):
+            keep = check_trades(batch, self.rejected, max_price=max_price)
+        else:
+            keep = check_bars(batch, self.rejected, max_price=max_price)
         unknown = (shard < 0) & keep
         if unknown.any():
             self.rejected["unknown_symbol"] += int(np.count_nonzero(unknown))
             keep &= ~unknown
-        return (batch, shard) if keep.all() else (batch.take(keep), shard[keep])
+        return keep
 
     def _sequence(self, batch: Batch) -> Batch:
-        seq = np.arange(self._seq, self._seq + len(batch), dtype=np.int64)
-        self._seq += len(batch)
-        if isinstance(batch, TradeBatch):
-            return TradeBatch(batch.sym, batch.t, batch.p, batch.s, batch.flags, seq)
-        return BarBatch(
-            batch.sym, batch.start, batch.end, batch.o, batch.h, batch.l, batch.c, batch.v,
-            batch.vw, seq,
-        )
+        """The kept rows numbered with the ingest's seq, judged valid."""
+        n = len(batch)
+        seq = np.arange(self._seq, self._seq + n, dtype=np.int64)
+        self._seq += n
+        return dataclasses.replace(batch, seq=seq, valid=np.ones(n, dtype=bool))
 
-    # -- routing and sending -----------------------------------------------------------------
+    # -- lanes and sending -------------------------------------------------------------------
 
     async def accept(self, batch: Batch) -> None:
-        """Validate, sequence and route one source batch; ship full lanes."""
+        """Judge, number and route one source batch; ship full lanes."""
         self.rows_in += len(batch)
-        batch, idx = self._filter(batch, self._route(batch.sym))
+        idx = self._route(batch.sym)
+        keep = self._judge(batch, idx)
+        if not keep.all():
+            batch, idx = batch.take(keep), idx[keep]
         if not len(batch):
             return
         batch = self._sequence(batch)
@@ -192,10 +217,10 @@ class IngestEngine:
         self.batches_sent += 1
 
     @staticmethod
-    def _call(lane: ShardLane, batch: Batch) -> Any:
+    def _call(lane: ShardLane, batch: Batch) -> Awaitable[dict[str, Any]]:
         if isinstance(batch, TradeBatch):
-            return lane.handle.send_trades(batch)
-        return lane.handle.send_bars(batch)
+            return lane.link.send_trades(batch)
+        return lane.link.send_bars(batch)
 
     def _retain(self, lane: ShardLane, batch: Batch) -> None:
         if self._cfg.retain_rows_per_shard == 0:
@@ -205,12 +230,12 @@ class IngestEngine:
         while lane.retained_rows > self._cfg.retain_rows_per_shard and len(lane.retained) > 1:
             old = lane.retained.popleft()
             lane.retained_rows -= len(old)
-            if int(_seqs(old)[-1]) > lane.checkpoint_seq:
+            if int(old.seq[-1]) > lane.checkpoint_seq:
                 self.rejected["retention_overflow"] += len(old)
-                lane.evicted.append(_seqs(old))
+                lane.evicted.append(old.seq)
 
     def _trim(self, lane: ShardLane) -> None:
-        while lane.retained and int(_seqs(lane.retained[0])[-1]) <= lane.checkpoint_seq:
+        while lane.retained and int(lane.retained[0].seq[-1]) <= lane.checkpoint_seq:
             lane.retained_rows -= len(lane.retained.popleft())
         while lane.evicted and int(lane.evicted[0][-1]) <= lane.checkpoint_seq:
             lane.evicted.popleft()
@@ -220,7 +245,7 @@ class IngestEngine:
         ref, _batch = lane.in_flight[0]
         try:
             ack = await ref
-        except ray.exceptions.RayActorError:
+        except ShardUnavailable:
             await self._recover(k)
             return
         lane.in_flight.popleft()
@@ -254,23 +279,23 @@ class IngestEngine:
         lane.restarts += 1
         lane.in_flight.clear()
         log.warning("detector shard %d failed; waiting for its restart", k)
-        while not await lane.handle.ping():  # noqa: ASYNC110 - polls a remote actor
-            await asyncio.sleep(0.2)
-        last = await lane.handle.last_seq()
+        while not await lane.link.ping():  # noqa: ASYNC110 - polls a remote actor
+            await asyncio.sleep(RESTART_POLL_S)
+        last = await lane.link.last_seq()
         # Rows of this shard pushed out of retention beyond its checkpoint cannot be re-sent.
         self.lost_on_restart += sum(int((seqs > last).sum()) for seqs in lane.evicted)
         lane.evicted.clear()
         lane.checkpoint_seq = last
-        resend = [b for b in lane.retained if int(_seqs(b)[-1]) > last]
+        resend = [b for b in lane.retained if int(b.seq[-1]) > last]
         lane.retained.clear()
         lane.retained_rows = 0
         log.warning("shard %d back at seq %d; re-sending %d batches", k, last, len(resend))
         for batch in resend:
-            rows = batch.take(_seqs(batch) > last)
+            rows = batch.take(batch.seq > last)
             self._retain(lane, rows)
             try:
                 ack = await self._call(lane, rows)
-            except ray.exceptions.RayActorError:
+            except ShardUnavailable:
                 await self._recover(k)
                 return
             self._on_ack(lane, ack)
@@ -279,7 +304,7 @@ class IngestEngine:
         """End of data: ship everything, wait for acks, let shards finalize pending bars."""
         await self.flush_due(force=True)
         await self.drain()
-        return [await lane.handle.flush() for lane in self._lanes]
+        return [await lane.link.flush() for lane in self._lanes]
 
     def lane_stats(self) -> list[dict[str, Any]]:
         return [
@@ -294,15 +319,23 @@ class IngestEngine:
         ]
 
 
-def _coalesce(items: list[Batch], max_rows: int) -> list[Batch]:
-    """Join consecutive batches of the same kind, then cut into pieces of <= max_rows."""
+def join_runs(items: Sequence[Batch]) -> list[Batch]:
+    """Consecutive batches of the same kind joined into one (trades and bars keep their order)."""
     out: list[Batch] = []
     run: list[Batch] = []
     for item in [*items, None]:
         if run and (item is None or type(item) is not type(run[0])):
-            joined = type(run[0]).concat(run)  # type: ignore[arg-type]
-            out.extend(joined.take(slice(i, i + max_rows)) for i in range(0, len(joined), max_rows))
+            out.append(run[0] if len(run) == 1 else type(run[0]).concat(run))  # type: ignore[arg-type]
             run = []
         if item is not None:
             run.append(item)
     return out
+
+
+def _coalesce(items: list[Batch], max_rows: int) -> list[Batch]:
+    """`join_runs`, then each joined batch cut into pieces of at most `max_rows` rows."""
+    return [
+        joined.take(slice(i, i + max_rows))
+        for joined in join_runs(items)
+        for i in range(0, len(joined), max_rows)
+    ]

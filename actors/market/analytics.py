@@ -11,11 +11,11 @@ market session, seen in the data or announced, starts afresh. The layout of a de
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from actors.market.sessions import SessionClock, SessionInfo
+from actors.market.sessions import SessionClock, SessionInfo, session_of
 from config.detection import AnalyticsConfig
 from schemas.events import Event, EventKind, MarketSession
 
@@ -44,10 +44,10 @@ class GaugeCalc:
 class MarketAnalytics:
     """The market-wide view: merged shard deltas -> `stock_data.activity` and `.gauge`."""
 
-    def __init__(self, config: AnalyticsConfig) -> None:
+    def __init__(self, config: AnalyticsConfig, calendar: SessionClock | None = None) -> None:
         self.config = config
         self.rejected: dict[str, int] = {}
-        self._clock = SessionClock()
+        self._clock = calendar or SessionClock()  # for data that comes without its session
         self._session: SessionInfo | None = None
         self._floor = NEVER  # data of sessions starting at or before this is stale
         self._clear()
@@ -59,11 +59,12 @@ class MarketAnalytics:
 
     # -- input -------------------------------------------------------------------------------
 
-    def merge(self, delta: dict[str, Any]) -> None:
-        """Add one shard's delta (windows and per-ticker count increments)."""
+    def merge(self, delta: dict[str, Any], sessions: Sequence[SessionInfo] = ()) -> None:
+        """Add one shard's delta (windows and per-ticker count increments); `sessions` are the
+        sessions the shard computed for it (a time outside them is looked up)."""
         for row in delta.get("windows", ()):
             start = int(row[0])
-            if not self._admit(self._clock.session_at(start)):
+            if not self._admit(session_of(start, sessions, self._clock)):
                 self._count("stale_window")
                 continue
             if start < self._calculated_to:
@@ -74,7 +75,7 @@ class MarketAnalytics:
             for i, value in enumerate(row[1:6]):
                 sums[i] += float(value)
         for row in delta.get("counts", ()):
-            if not self._admit(self._clock.session_at(int(row[0]))):
+            if not self._admit(session_of(int(row[0]), sessions, self._clock)):
                 self._count("stale_counts")
                 continue
             self._add_counts(str(row[1]), [int(x) for x in row[2:6]])
@@ -107,9 +108,10 @@ class MarketAnalytics:
 
     # -- output ------------------------------------------------------------------------------
 
-    def snapshot(self, watermark_ms: int) -> dict[str, Any]:
-        """Compute the windows completed by `watermark_ms`; return the activity and gauge."""
-        self._admit(self._clock.session_at(watermark_ms))
+    def snapshot(self, watermark_ms: int, session: SessionInfo | None = None) -> dict[str, Any]:
+        """Compute the windows completed by `watermark_ms` (in `session`, looked up when not
+        given); return the activity and gauge."""
+        self._admit(session if session is not None else self._clock.session_at(watermark_ms))
         complete_end = (watermark_ms // self.config.window_ms) * self.config.window_ms
         self._calculate(complete_end)
         self._prune(complete_end)

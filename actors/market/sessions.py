@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from zoneinfo import ZoneInfo
 
-from schemas.events import MarketSession
+from schemas.events import MarketSession, SessionInfo
+
+__all__ = [
+    "AFTER_CLOSE", "DAY_MS", "ET", "PRE_OPEN", "REGULAR_CLOSE", "REGULAR_OPEN", "CalendarDay",
+    "DayHours", "SessionClock", "SessionInfo", "day_hours", "last_session_open", "local_date",
+    "session_at", "session_of",
+]
 
 ET = ZoneInfo("America/New_York")
 PRE_OPEN = dt.time(4, 0)
@@ -39,23 +46,6 @@ class DayHours:
     closed: bool
     early_close: bool
     holiday: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """The session an instant falls in, and where that session starts and ends."""
-
-    session: MarketSession
-    date: dt.date
-    start_ms: int
-    end_ms: int
-    open_ms: int  # the day's regular open (for period logic); 0 on closed days
-    close_ms: int  # the day's regular close; 0 on closed days
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """A stable identity for the session: (ISO date, session name)."""
-        return (self.date.isoformat(), self.session.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +145,15 @@ class SessionClock:
     def session_end(self, ms: int) -> int:
         """The first instant after the session containing `ms` (Unix ms)."""
         return self.session_at(ms).end_ms
+
+
+def session_of(ms: int, known: Sequence[SessionInfo], clock: SessionClock) -> SessionInfo:
+    """The session of `ms`: one of `known` (computed once, carried with a batch) when it holds
+    `ms`, else the clock's answer."""
+    for info in known:
+        if info.holds(ms):
+            return info
+    return clock.session_at(ms)
 
 
 def session_at(ms: int) -> SessionInfo:

@@ -25,6 +25,7 @@ from actors.persistence.backoff import Backoff
 from actors.persistence.buffer import EVENTS, KINDS, PersistenceBuffer
 from config.base import redact_url
 from config.settings import StorageConfig
+from schemas.api import EventQuery
 from schemas.events import Event
 from schemas.records import AnalyticsRow, Checkpoint, SessionCountRow
 from storage.bulk import Sink, SqlSink
@@ -123,10 +124,10 @@ class PersistenceActor:
 
     # reads (notebooks, the gateway's history API)
 
-    async def query_events(self, **query: Any) -> list[dict[str, Any]]:
-        """Stored events matching `EventHistory.query` filters ([] if the database is down)."""
+    async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        """Stored events matching `query` ([] if the database is down)."""
         try:
-            return await self._history.query(**query)
+            return await self._history.query(query)
         except Exception as exc:
             self._checkpoint_failed(exc)
             return []

@@ -7,7 +7,11 @@ messages. Bad input never raises: every rejected frame or event is counted by re
 
 - frame level: `malformed_json`, `not_array`;
 - event level: `unknown_ev`, `missing_field`, `wrong_type`;
-- value level: `bad_symbol`, `bad_price`, `bad_size`, `bad_time`, `bad_bar`.
+- column level (trades and bars): `bad_symbol` (longer than the symbol column holds),
+  `bad_time` (not a positive time).
+
+Values (prices, sizes, bar shapes) are not judged here: the ingest's one validity check
+(`actors/market/validity.py`) does that for every source alike, before routing.
 
 The fast path decodes the whole frame with `schemas.polygon.frame_decoder`; only when that
 fails is the frame split into `msgspec.Raw` elements so the good events are kept.
@@ -21,7 +25,6 @@ dropped, a changed one is released again as a revision (the latest wins downstre
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ from schemas.polygon import (
     PolygonTrade,
     frame_decoder,
     message_decoder,
+    raw_list_decoder,
 )
 
 MAX_SYMBOL_LEN = SYMBOL_DTYPE.itemsize // 4  # longer symbols would be silently truncated
@@ -47,7 +51,6 @@ NS_THRESHOLD = 100_000_000_000_000_000  # 1e17: µs values stay below it until t
 FLAG_CACHE_MAX = 65_536  # distinct condition tuples remembered
 DEFAULT_AM_HOLD_MS = 2_000
 
-_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _EMPTY: tuple[int, ...] = ()
 
 
@@ -170,7 +173,7 @@ class _MinuteBars:
 class FrameDecoder:
     """Decode raw Polygon frames into batches; count everything rejected by reason."""
 
-    def __init__(self, *, am_hold_ms: int = DEFAULT_AM_HOLD_MS, max_price: float = math.inf):
+    def __init__(self, *, am_hold_ms: int = DEFAULT_AM_HOLD_MS):
         self.rejected: Counter[str] = Counter()
         self.unknown_conditions: Counter[int] = Counter()
         self.frames = 0
@@ -179,7 +182,6 @@ class FrameDecoder:
         self.last_lag_ms: int | None = None
         self._seq = 0
         self._clock_ms = 0  # newest event time seen (trade t or bar end)
-        self._max_price = max_price
         self._flag_cache: dict[tuple[int, ...], int] = {_EMPTY: FLAGS_REGULAR}
         self._minutes = _MinuteBars(am_hold_ms)
 
@@ -242,7 +244,7 @@ class FrameDecoder:
 
     def _salvage(self, frame: str | bytes) -> list[Any]:
         try:
-            raws = _raw_list_decoder.decode(frame)
+            raws = raw_list_decoder.decode(frame)
         except msgspec.ValidationError:
             self.rejected["not_array"] += 1
             return []
@@ -285,39 +287,34 @@ class FrameDecoder:
             [regular if not m.c else (cache.get(tuple(m.c)) or self._flags(m.c)) for m in trades],
             np.uint8, n,
         )
-        ok = self._valid_trades(syms, t, p, s)
+        ok = self._decodable(syms, t)
         sym = np.array(syms, dtype=SYMBOL_DTYPE)
         if ok is not None:
             sym, t, p, s, flags = sym[ok], t[ok], p[ok], s[ok], flags[ok]
             n = len(t)
+        self.trades += n
+        return TradeBatch(sym, t, p, s, flags, self._number(t))
+
+    def _number(self, times: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """The decoder's running seq for rows at `times` (which also move its event clock)."""
+        n = len(times)
         seq = np.arange(self._seq, self._seq + n, dtype=np.int64)
         self._seq += n
-        self.trades += n
         if n:
-            self._clock_ms = max(self._clock_ms, int(t.max()))
-        return TradeBatch(sym, t, p, s, flags, seq)
+            self._clock_ms = max(self._clock_ms, int(times.max()))
+        return seq
 
-    def _valid_trades(
-        self, syms: list[str], t: np.ndarray[Any, Any], p: np.ndarray[Any, Any],
-        s: np.ndarray[Any, Any],
+    def _decodable(
+        self, syms: list[str], t: np.ndarray[Any, Any]
     ) -> np.ndarray[Any, Any] | None:
-        """A keep-mask, or None when every row is valid (the common case, checked cheaply)."""
-        bad_price = ~((p > 0) & (p <= self._max_price))  # NaN compares False: rejected
-        bad_size = ~((s >= 0) & np.isfinite(s))
+        """A keep-mask of rows the columns can hold, or None when all can (the common case)."""
+        bad_sym = np.fromiter([len(x) > MAX_SYMBOL_LEN for x in syms], np.bool_, len(syms))
         bad_time = t <= 0
-        bad_sym = np.fromiter(
-            [not x or len(x) > MAX_SYMBOL_LEN for x in syms], np.bool_, len(syms)
-        )
-        bad = bad_sym | bad_price | bad_size | bad_time
+        bad = bad_sym | bad_time
         if not bad.any():
             return None
-        for reason, mask in (
-            ("bad_symbol", bad_sym), ("bad_price", bad_price & ~bad_sym),
-            ("bad_size", bad_size & ~bad_sym & ~bad_price),
-            ("bad_time", bad_time & ~bad_sym & ~bad_price & ~bad_size),
-        ):
-            count = int(mask.sum())
-            if count:
+        for reason, mask in (("bad_symbol", bad_sym), ("bad_time", bad_time & ~bad_sym)):
+            if count := int(mask.sum()):
                 self.rejected[reason] += count
         keep: np.ndarray[Any, Any] = ~bad
         return keep
@@ -332,26 +329,15 @@ class FrameDecoder:
             k: np.fromiter([getattr(b, k) for b in bars], np.float64, n)
             for k in ("o", "h", "l", "c", "v", "vw")
         }
-        prices = np.stack([cols["o"], cols["h"], cols["l"], cols["c"]])
-        ok = (
-            (prices > 0).all(axis=0) & (prices <= self._max_price).all(axis=0)
-            & (cols["v"] >= 0) & np.isfinite(cols["v"]) & (start > 0) & (end >= start)
-            & np.fromiter([0 < len(b.sym) <= MAX_SYMBOL_LEN for b in bars], np.bool_, n)
-        )
+        ok = self._decodable([b.sym for b in bars], start)
         sym = np.array([b.sym for b in bars], dtype=SYMBOL_DTYPE)
-        if not ok.all():
-            self.rejected["bad_bar"] += int((~ok).sum())
+        if ok is not None:
             sym, start, end = sym[ok], start[ok], end[ok]
             cols = {k: v[ok] for k, v in cols.items()}
-        n = len(start)
-        seq = np.arange(self._seq, self._seq + n, dtype=np.int64)
-        self._seq += n
-        self.bars += n
-        if n:
-            self._clock_ms = max(self._clock_ms, int(end.max()))
+        self.bars += len(start)
         return BarBatch(
             sym, start, end, cols["o"], cols["h"], cols["l"], cols["c"], cols["v"],
-            np.nan_to_num(cols["vw"]), seq,
+            np.nan_to_num(cols["vw"]), self._number(end),
         )
 
     def _bars(self, bars: list[PolygonAgg]) -> BarBatch | None:

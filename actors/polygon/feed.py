@@ -47,6 +47,7 @@ from websockets.exceptions import ConnectionClosed
 from actors.market.sessions import SessionClock
 from config.settings import PolygonConfig
 from schemas.events import MarketSession
+from schemas.polygon import StatusHead, encoder, raw_list_decoder, status_head_decoder
 
 log = logging.getLogger("tickstock.polygon")
 # websockets logs every frame at DEBUG, the auth frame (with the key) included: keep its
@@ -81,16 +82,7 @@ def _no_internal_retry() -> Generator[float]:
     raise HandshakeFailedError("websocket handshake failed")
     yield 0.0  # pragma: no cover - makes this a generator
 
-
-class _StatusHead(msgspec.Struct):
-    ev: str = ""
-    status: str = ""
-    message: str = ""
-
-
-_status_list = msgspec.json.Decoder(list[msgspec.Raw])
-_status_head = msgspec.json.Decoder(_StatusHead)
-_encode = msgspec.json.Encoder().encode
+_encode = encoder.encode
 
 
 def default_market_hours(wall_ms: int) -> bool:
@@ -202,7 +194,6 @@ class PolygonFeed:
         self._bytes = 0
         self._last_frame_ms = 0
         self._last_frame_at = 0.0  # loop time
-        self._lag_ms: int | None = None
         self._last_error = ""
         self._next_attempt_at = 0.0
         self.attempt_times: list[float] = []  # loop time of each connection attempt
@@ -264,11 +255,6 @@ class PolygonFeed:
         """The wanted topics (kept across reconnects)."""
         return set(self._desired)
 
-    def report_lag(self, lag_ms: int | None) -> None:
-        """Record the latest receive-minus-event-time lag (the decoder measures it)."""
-        if lag_ms is not None:
-            self._lag_ms = lag_ms
-
     # -- stats ------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -291,7 +277,6 @@ class PolygonFeed:
             "frames": self._frames,
             "bytes": self._bytes,
             "last_frame_ms": self._last_frame_ms,
-            "lag_ms": self._lag_ms,
             "queue_depth": self._queue.qsize(),
             "uptime_s": round(uptime, 3),
             "next_attempt_in_s": round(max(0.0, self._next_attempt_at - loop_now), 3),
@@ -514,13 +499,13 @@ class PolygonFeed:
 
     def _on_status_frame(self, frame: str | bytes) -> None:
         try:
-            items = _status_list.decode(frame)
+            items = raw_list_decoder.decode(frame)
         except msgspec.DecodeError:
             return  # not ours to judge: the decoder counts malformed frames
         conn = self._conn
         for raw in items:
             try:
-                head = _status_head.decode(raw)
+                head = status_head_decoder.decode(raw)
             except msgspec.DecodeError:
                 continue
             if head.ev != "status":
@@ -529,7 +514,7 @@ class PolygonFeed:
             if conn is not None:
                 self._on_status(conn, head)
 
-    def _on_status(self, conn: _Connection, head: _StatusHead) -> None:
+    def _on_status(self, conn: _Connection, head: StatusHead) -> None:
         conn.statuses.add(head.status)
         if head.status == "success":
             _, sep, topic = head.message.partition("subscribed to: ")

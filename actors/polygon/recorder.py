@@ -17,16 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
-import msgspec
-
 from actors.polygon.feed import PolygonFeed
-from actors.sources.readers import RecordedFrame
 from config.settings import PolygonConfig
+from schemas.polygon import RecordedFrame, encoder
 
 log = logging.getLogger("tickstock.recorder")
 
 FLUSH_EVERY_FRAMES = 1_000
-_encode = msgspec.json.Encoder().encode
+_encode = encoder.encode
 
 
 class FrameWriter:

@@ -1,116 +1,104 @@
-"""The priority-queue actor: shards `put` their outputs, the gateway `collect`s events."""
+"""The priority-queue actor: shards `put` their outputs, the gateway `collect`s what to show.
+
+A plain async class (`cluster/graph.py` applies `ray.remote`); four roles, each in its own
+pure module, meet here:
+
+- ranking (`ranking.py`): which events are admitted and in what order they are served;
+- market analytics (`actors/market/analytics.py`): the shard deltas merged into the gauge and
+  the activity block that travel with every `collect`;
+- session roll-over (`rollover.py`): the deployment's session from the newest watermark; when
+  it changes, the ended session's counts are persisted and the analytics start afresh;
+- persistence forwarding (`forwarding.py`): events, counts and gauge records sent in batches
+  every `storage.flush_interval_s` through the persistence handle.
+
+The sessions of a shard's events and watermark come with its output (`ShardOutput.sessions`),
+computed once by the shard. Error policy: `put` never raises on bad input (the ranking counts
+it); a persistence actor that is down loses the rows of that flush, counted by kind.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
-from actors.market.sessions import SessionClock
-from actors.priority_queue.ranking import _ANALYTICS_COLUMNS, COUNTS_EVERY, PriorityEventQueue
+from actors import PersistenceUnavailable
+from actors.market.analytics import MarketAnalytics
+from actors.market.sessions import SessionClock, session_of
+from actors.priority_queue.forwarding import PersistenceForwarder
+from actors.priority_queue.ranking import PriorityEventQueue
+from actors.priority_queue.rollover import SessionRollover
 from config.settings import Settings
 from schemas.api import Collected
 from schemas.events import Event, MarketSession, ShardOutput
 from schemas.records import AnalyticsRow, SessionCountRow
 
+log = logging.getLogger(__name__)
+COUNTS_EVERY = 5  # forward flushes between two upserts of the current session's counts
+
+
+class PersistencePort(Protocol):
+    """What the queue needs of the persistence actor (`actors.handles.PersistenceHandle`)."""
+
+    async def put_events(self, events: list[Event]) -> int: ...
+
+    async def put_session_counts(self, rows: list[SessionCountRow]) -> int: ...
+
+    async def put_analytics(self, rows: list[AnalyticsRow]) -> int: ...
+
 
 class PriorityQueueActor:
-    """Async actor around `PriorityEventQueue`; merges shard analytics and watermarks.
+    """Admits shard outputs, serves events with the market state, forwards rows to storage."""
 
-    Shards call `put`; the gateway pulls with `collect` (pull = backpressure). Events and
-    analytics are forwarded in batches to the persistence actor when one is attached.
-    """
-
-    def __init__(self, settings: Settings, persistence: Any = None) -> None:
-        from actors.market.analytics import MarketAnalytics
-
+    def __init__(self, settings: Settings, persistence: PersistencePort | None = None) -> None:
         self._settings = settings
-        self._queue = PriorityEventQueue(settings.queue)
-        self._analytics = MarketAnalytics(settings.detection.analytics)
-        self._sessions = SessionClock()
-        self._watermarks: dict[int, int] = {}
-        self._has_data = asyncio.Event()
+        self._calendar = SessionClock()  # only for data that comes without its session
+        self._queue = PriorityEventQueue(settings.queue, calendar=self._calendar)
+        self._analytics = MarketAnalytics(settings.detection.analytics, calendar=self._calendar)
+        self._rollover = SessionRollover()
+        self._forwarder = PersistenceForwarder() if persistence is not None else None
         self._persistence = persistence
-        self._to_persist: list[Event] = []
-        self._counts_to_persist: list[SessionCountRow] = []
-        self._analytics_to_persist: list[AnalyticsRow] = []
-        self._sent_counts: dict[tuple[tuple[str, str], str], dict[str, int]] = {}
-        self._last_gauge_window: int | None = None
+        self._has_data = asyncio.Event()
         self._puts = 0
         self._rows = 0
         self._rejected: Counter[str] = Counter()
-        self._session_key: tuple[str, str] | None = None
         self._persist_task: asyncio.Task[None] | None = None
         if persistence is not None:
-            self._persist_task = asyncio.get_running_loop().create_task(self._persist_loop())
+            self._persist_task = asyncio.get_running_loop().create_task(self._forward_loop())
 
     @property
     def watermark(self) -> int:
-        return max(self._watermarks.values(), default=0)
+        return self._rollover.watermark
 
     async def put(self, output: ShardOutput) -> int:
-        """Admit one shard output (events, analytics delta, watermark)."""
+        """Admit one shard output (events, analytics delta, watermark); return events taken."""
         self._puts += 1
         self._rows += output.rows
         self._rejected.update(output.rejected)
-        prev = self._watermarks.get(output.shard, 0)
-        self._watermarks[output.shard] = max(prev, output.watermark)
-        self._roll_session()
         if output.watermark:
-            self._queue.note_time(output.watermark)
+            session = session_of(output.watermark, output.sessions, self._calendar)
+            ended = self._rollover.observe(output.shard, output.watermark, session)
+            if ended is not None:
+                self._on_session_end(ended, session.key)
+            self._queue.note_session(session)
         if output.analytics:  # event counts arrive in the shard deltas (counted once)
-            self._analytics.merge(output.analytics)
-        accepted = self._queue.put(output.events)
-        if output.events and self._persistence is not None:
-            self._to_persist.extend(output.events)
+            self._analytics.merge(output.analytics, output.sessions)
+        accepted = self._queue.put(output.events, output.sessions)
+        if output.events and self._forwarder is not None:
+            self._forwarder.add_events(output.events)
         if accepted:
             self._has_data.set()
         return accepted
 
-    def _roll_session(self) -> None:
-        """On a market-session change, persist the ending session's counts, then reset."""
-        wm = self.watermark
-        if not wm:
-            return
-        key = self._sessions.session_at(wm).key
-        if key == self._session_key:
-            return
-        if self._session_key is not None:
-            self._queue_counts(self._session_key, wm)
-            self._analytics.reset_session(key)
-        self._session_key = key
-
-    def _queue_counts(self, key: tuple[str, str], updated_ms: int) -> None:
-        counts = self._analytics.per_ticker_counts()
-        rows = [
-            SessionCountRow(
-                ticker=ticker, session_date=key[0], session=key[1], high_count=c["highs"],
-                low_count=c["lows"], surge_count=c["surges"], trend_count=c["trends"],
-                updated_ms=updated_ms,
-            )
-            for ticker, c in counts.items()
-            if self._sent_counts.get((key, ticker)) != c
-        ]
-        for row in rows:
-            self._sent_counts[(key, row.ticker)] = counts[row.ticker]
-        self._counts_to_persist.extend(rows)
-
-    def _queue_analytics(self, snapshot: dict[str, Any]) -> None:
-        gauge = snapshot.get("gauge") or {}
-        start = gauge.get("window_start")
-        if not start or start == self._last_gauge_window or self._session_key is None:
-            return
-        self._last_gauge_window = start
-        extras = {k: v for k, v in gauge.items() if k not in _ANALYTICS_COLUMNS}
-        extras["activity"] = snapshot.get("activity", {})
-        self._analytics_to_persist.append(AnalyticsRow(
-            time=int(start), session=self._session_key[1],
-            net_score=float(gauge.get("net_score", 0.0)),
-            buy_volume=float(gauge.get("buy_volume", 0.0)),
-            sell_volume=float(gauge.get("sell_volume", 0.0)),
-            activity_level=str(gauge.get("activity_level", "")), extras=extras,
-        ))
+    def _on_session_end(self, ended: tuple[str, str], started: tuple[str, str]) -> None:
+        """Persist the ended session's counts, then start the analytics afresh."""
+        if self._forwarder is not None:
+            counts = self._analytics.per_ticker_counts()
+            self._forwarder.add_counts(ended, counts, self.watermark)
+        self._analytics.reset_session(started)
 
     async def collect(self, max_events: int = 1000, timeout_s: float = 0.5) -> Collected:
         """Events of the oldest pending session in priority order (waits up to `timeout_s`
@@ -121,22 +109,23 @@ class PriorityQueueActor:
                 await asyncio.wait_for(self._has_data.wait(), timeout_s)
         key = self._queue.current_session()
         events = self._queue.pop(max_events)
-        wm = self.watermark
         return Collected(
             events=events,
-            watermark=wm,
+            watermark=self.watermark,
             session=key[1] if key else MarketSession.CLOSED.value,
             session_date=key[0] if key else "",
-            analytics=self._snapshot(wm),
+            analytics=self._snapshot(),
             dropped=dict(self._queue.dropped),
         )
 
-    def _snapshot(self, wm: int) -> dict[str, Any]:
+    def _snapshot(self) -> dict[str, Any]:
+        wm = self.watermark
         if not wm:
             return {}
-        snapshot = self._analytics.snapshot(wm)
-        if self._persistence is not None:
-            self._queue_analytics(snapshot)
+        snapshot = self._analytics.snapshot(wm, self._rollover.session)
+        key = self._rollover.key
+        if self._forwarder is not None and key is not None:
+            self._forwarder.add_analytics(snapshot, key[1])
         return snapshot
 
     async def stats(self) -> dict[str, Any]:
@@ -146,35 +135,44 @@ class PriorityQueueActor:
             "rows": self._rows,
             "watermark": self.watermark,
             "rejected": dict(self._rejected),
-            "pending_persist": len(self._to_persist),
+            "pending_persist": self._forwarder.pending() if self._forwarder is not None else 0,
         }
 
     async def session_counts(self) -> dict[str, Any]:
         """Per-ticker counts of the current session (for notebooks and persistence)."""
         return self._analytics.per_ticker_counts()
 
-    async def _persist_loop(self) -> None:
+    async def _forward_loop(self) -> None:
         """Forward events, session counts and analytics to the persistence actor in batches."""
+        assert self._forwarder is not None
+        assert self._persistence is not None
         interval = self._settings.storage.flush_interval_s
         ticks = 0
         while True:
             await asyncio.sleep(interval)
             ticks += 1
-            if ticks % COUNTS_EVERY == 0 and self._session_key is not None:
-                self._queue_counts(self._session_key, self.watermark)
-            await self._forward("put_events", "_to_persist")
-            await self._forward("put_session_counts", "_counts_to_persist")
-            await self._forward("put_analytics", "_analytics_to_persist")
+            key = self._rollover.key
+            if ticks % COUNTS_EVERY == 0 and key is not None:
+                counts = self._analytics.per_ticker_counts()
+                self._forwarder.add_counts(key, counts, self.watermark)
+            events, counts_rows, analytics = self._forwarder.take()
+            await self._forward("put_events", events, self._persistence.put_events)
+            await self._forward("put_session_counts", counts_rows,
+                                self._persistence.put_session_counts)
+            await self._forward("put_analytics", analytics, self._persistence.put_analytics)
 
-    async def _forward(self, method: str, attr: str) -> None:
-        batch = getattr(self, attr)
-        if not batch:
+    async def _forward(
+        self, method: str, rows: list[Any], send: Callable[[list[Any]], Awaitable[int]]
+    ) -> None:
+        if not rows:
             return
-        setattr(self, attr, [])
         try:
-            await getattr(self._persistence, method).remote(batch)
-        except Exception:  # the persistence actor is restarting: count, keep going
-            self._rejected[f"persist_{method}_failed"] += len(batch)
+            await send(rows)
+        except PersistenceUnavailable:  # restarting: count, keep going
+            self._rejected[f"persist_{method}_failed"] += len(rows)
+        except Exception:  # a bug on the other side: the same, and say so
+            log.exception("forwarding %d rows to %s failed", len(rows), method)
+            self._rejected[f"persist_{method}_failed"] += len(rows)
 
     async def ping(self) -> str:
         return "ok"

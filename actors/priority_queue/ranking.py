@@ -1,13 +1,13 @@
-"""The priority queue between detector shards and the gateway.
+"""Ranking: which events reach the gateway, in what order, and what is dropped under overload.
 
-Pure core (`PriorityEventQueue`): a bounded heap ordered by (priority, arrival); lower number
-first, FIFO within a priority so a ticker's events keep their order. Drops are counted per
-reason: `full`, `near_full` (only priority-1 events are admitted above the near-full ratio),
-`stale` (waited longer than the maximum residency), `duplicate` (an event id seen before:
-shards replay after a restart, and ids are deterministic).
+`PriorityEventQueue` (pure) is a bounded heap ordered by (priority, arrival); lower number
+first, FIFO within a priority so a ticker's events keep their order. Index ETFs in the first
+`index_etf_window_min` of the regular session rank 1, then highs/lows, then surges/trends.
+Drops are counted per reason: `full`, `near_full` (only priority-1 events are admitted above
+the near-full ratio), `stale` (waited longer than the maximum residency), `duplicate` (an
+event id seen before: shards replay after a restart, and ids are deterministic).
 
-Error policy: `put` never raises on bad events; it counts them (`invalid`). `collect` returns
-what is there (possibly nothing) after at most `timeout_s`.
+Error policy: `put` never raises on bad events; it counts them (`invalid`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,17 @@ import heapq
 import itertools
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from actors.market.sessions import SessionClock
+from actors.market.sessions import SessionClock, session_of
 from config.constants import INDEX_ETFS
 from config.settings import QueueConfig
-from schemas.events import Event, MarketSession
+from schemas.events import Event, MarketSession, SessionInfo
 
 KIND_PRIORITY = {"high": 2, "low": 2, "surge": 3, "trend": 3}
 DEFAULT_PRIORITY = 4
 DEDUPE_IDS = 500_000  # event ids remembered for duplicate suppression
-COUNTS_EVERY = 5  # persist flushes between two session-count upserts
-_ANALYTICS_COLUMNS = frozenset({"net_score", "buy_volume", "sell_volume", "activity_level"})
 
 
 class PriorityEventQueue:
@@ -40,7 +38,10 @@ class PriorityEventQueue:
     several sessions between two pulls.
     """
 
-    def __init__(self, config: QueueConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, config: QueueConfig, clock: Callable[[], float] = time.monotonic,
+        calendar: SessionClock | None = None,
+    ) -> None:
         self._cfg = config
         self._clock = clock
         self._heaps: dict[int, list[tuple[int, int, float, Event]]] = {}
@@ -50,7 +51,7 @@ class PriorityEventQueue:
         self._size = 0
         self._arrival = itertools.count()
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._sessions = SessionClock()
+        self._calendar = calendar or SessionClock()  # for events that come without a session
         self.dropped: Counter[str] = Counter()
         self.accepted = 0
         self.delivered = 0
@@ -59,12 +60,11 @@ class PriorityEventQueue:
     def __len__(self) -> int:
         return self._size
 
-    def priority(self, event: Event) -> int:
+    def priority(self, event: Event, session: SessionInfo) -> int:
         """1 for index ETFs in the first minutes of REGULAR, else by kind."""
         if event.ticker in INDEX_ETFS:
-            info = self._sessions.session_at(event.time)
-            window_ms = self._cfg.index_etf_window_min * 60_000
-            if info.session is MarketSession.REGULAR and event.time < info.open_ms + window_ms:
+            opening_end = session.open_ms + self._cfg.index_etf_window_min * 60_000
+            if session.session is MarketSession.REGULAR and event.time < opening_end:
                 return 1
         return KIND_PRIORITY.get(event.kind, DEFAULT_PRIORITY)
 
@@ -76,17 +76,17 @@ class PriorityEventQueue:
             self._seen.popitem(last=False)
         return False
 
-    def note_time(self, ms: int) -> int:
-        """Register the session of an event time (e.g. a watermark); return its start."""
-        info = self._sessions.session_at(ms)
+    def note_session(self, info: SessionInfo) -> int:
+        """Register a session (e.g. a watermark's) so it is served in order; return its start."""
         if info.start_ms not in self._keys:
             self._keys[info.start_ms] = info.key
             self._heaps[info.start_ms] = []
             bisect.insort(self._order, info.start_ms)
         return info.start_ms
 
-    def put(self, events: Iterable[Event]) -> int:
-        """Admit events; return how many were accepted."""
+    def put(self, events: Iterable[Event], sessions: Sequence[SessionInfo] = ()) -> int:
+        """Admit events; return how many were accepted. `sessions` are the events' sessions
+        as their shard computed them (an event outside them is looked up by its time)."""
         accepted = 0
         limit = self._cfg.max_size
         near_full = int(limit * self._cfg.near_full_ratio)
@@ -98,14 +98,15 @@ class PriorityEventQueue:
             if self._is_duplicate(event.id):
                 self.dropped["duplicate"] += 1
                 continue
-            prio = self.priority(event)
+            session = session_of(event.time, sessions, self._calendar)
+            prio = self.priority(event, session)
             if self._size >= limit:
                 self.dropped["full"] += 1
                 continue
             if self._size >= near_full and prio > 1:
                 self.dropped["near_full"] += 1
                 continue
-            start = self.note_time(event.time)
+            start = self.note_session(session)
             if start < self._serving:
                 # A slower shard's event of a session already passed: deliver it now, in the
                 # session being served, rather than announce the old session again.

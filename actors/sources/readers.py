@@ -29,7 +29,13 @@ import pandas as pd
 from actors.market.conditions import algoseek_flags, flags_for
 from actors.market.sessions import ET
 from schemas.batches import FLAGS_REGULAR, BarBatch, TradeBatch
-from schemas.polygon import PolygonAgg, PolygonTrade, frame_decoder
+from schemas.polygon import (
+    PolygonAgg,
+    PolygonTrade,
+    RecordedFrame,
+    frame_decoder,
+    recorded_frame_decoder,
+)
 
 CHUNK_ROWS = 65_536
 _NON_FINITE = frozenset({"nan", "inf", "+inf", "-inf", "infinity", "-infinity"})
@@ -302,16 +308,6 @@ def read_file(
         yield make(chunk)
 
 
-class RecordedFrame(msgspec.Struct, frozen=True):
-    """One line of a `tickstock record` file."""
-
-    recv_ms: int
-    frame: str
-
-
-_line_decoder = msgspec.json.Decoder(RecordedFrame)
-
-
 def iter_recording(path: str | Path, stats: ReadStats | None = None) -> Iterator[RecordedFrame]:
     """Lines of a recording; malformed lines are counted and skipped."""
     stats = stats if stats is not None else ReadStats()
@@ -322,7 +318,7 @@ def iter_recording(path: str | Path, stats: ReadStats | None = None) -> Iterator
             if not line.strip():
                 continue
             try:
-                yield _line_decoder.decode(line)
+                yield recorded_frame_decoder.decode(line)
             except msgspec.DecodeError:
                 stats.rejected["malformed_line"] += 1
 

@@ -128,6 +128,9 @@ class ReplaySource:
         self._emitted += len(piece)
         self._replay_ms = int(times[-1])
 
+    def set_subscriptions(self, tickers: Sequence[str]) -> None:
+        """Recorded and generated data hold what they hold: nothing to subscribe to."""
+
     def stats(self) -> dict[str, Any]:
         return {
             "files": len(self._paths),

@@ -78,6 +78,9 @@ class SyntheticSource:
                 yield self._make(min(due, int(self._rate) + 1))
             await self._sleep(self._tick_s)
 
+    def set_subscriptions(self, tickers: Sequence[str]) -> None:
+        """Recorded and generated data hold what they hold: nothing to subscribe to."""
+
     def stats(self) -> dict[str, Any]:
         return {"generated": self._generated, "tickers": len(self._tickers), "rate": self._rate}
 

@@ -2,15 +2,21 @@
 
 Plain async class (`cluster/graph.py` applies `ray.remote`). Selections and filters are written
 through a `SqlUserStore` when storage is on, and loaded back on the first call after a restart.
+The subscription set has a version; `next_subscription_set` is a long poll that answers as soon
+as the version moves, so the ingest follows the set without polling it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from actors.universe.registry import UniverseRegistry
 from config.settings import Settings
 from schemas.api import UserView
+
+MAX_WAIT_S = 300.0  # the longest long poll a caller may ask for
 
 
 class UniverseCoordinatorActor:
@@ -26,6 +32,7 @@ class UniverseCoordinatorActor:
             store = SqlUserStore(engine_for(settings.database_url(), settings.storage))
         self._store = store
         self._version = 0
+        self._changed = asyncio.Event()  # set (and replaced) whenever the version moves
         self._loaded = False
 
     async def _ensure_loaded(self) -> None:
@@ -42,10 +49,22 @@ class UniverseCoordinatorActor:
         await self._ensure_loaded()
         return self._version, sorted(self._registry.subscription_set())
 
+    async def next_subscription_set(self, after: int, timeout_s: float) -> tuple[int, list[str]]:
+        """The subscription set as soon as its version is not `after` (at most `timeout_s`)."""
+        if self._version == after:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(max(timeout_s, 0.0), MAX_WAIT_S))
+        return await self.subscription_set()
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     async def add_tickers(self, tickers: list[str]) -> int:
         added = self._registry.add_tickers(tickers)
         if added:
-            self._version += 1
+            self._bump()
         return added
 
     async def is_member(self, tickers: list[str]) -> list[bool]:
@@ -64,7 +83,7 @@ class UniverseCoordinatorActor:
     async def select(self, user_id: str, tracker: str, names: list[str]) -> UserView:
         await self._ensure_loaded()
         self._registry.select(user_id, tracker, names)
-        self._version += 1
+        self._bump()
         if self._store is not None and user_id.isdigit():
             await self._store.set_universe_selection(int(user_id), tracker, list(names))
         return self._registry.view(user_id)

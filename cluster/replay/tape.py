@@ -39,7 +39,17 @@ from actors.market.conditions import algoseek_to_polygon, effective_flags
 from actors.market.sessions import day_hours, local_date
 from actors.sources.readers import ReadStats, detect_format, iter_recording, load_frame
 from schemas.batches import FLAG_FORM_T, FLAG_HIGH_LOW, FLAG_LAST, FLAG_VOLUME
-from schemas.polygon import message_decoder
+from schemas.polygon import (
+    EventHead,
+    PolygonTrade,
+    WireAgg,
+    WireMinuteAgg,
+    WireTrade,
+    encoder,
+    event_head_decoder,
+    message_decoder,
+    raw_list_decoder,
+)
 
 EXCHANGE_IDS: dict[str, int] = {
     "A": 1, "B": 2, "C": 3, "D": 4, "I": 6, "J": 7, "K": 8, "M": 9, "N": 10, "P": 11,
@@ -63,55 +73,7 @@ MINUTE_MS = 60_000
 ENCODE_CHUNK = 4_096
 
 
-class WireTrade(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="ev", tag="T"):
-    """A `T` event as Polygon sends it (key order as on the wire)."""
-
-    sym: str
-    i: str
-    x: int
-    p: float
-    s: int
-    t: int
-    q: int
-    z: int
-    c: tuple[int, ...] = ()
-    trfi: int | None = None
-    trft: int | None = None
-
-
-class WireAgg(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="ev", tag="A"):
-    """An `A` bar as Polygon sends it."""
-
-    sym: str
-    v: int
-    av: int
-    vw: float
-    o: float
-    c: float
-    h: float
-    l: float  # noqa: E741 - Polygon's field name
-    a: float
-    z: int
-    s: int
-    e: int
-    op: float | None = None  # official open, once known
-
-
-class WireMinuteAgg(WireAgg, frozen=True, tag="AM"):
-    """An `AM` bar."""
-
-
-class _Head(msgspec.Struct):
-    """Just enough of a recorded event to route it by subscription."""
-
-    ev: str = ""
-    sym: str = ""
-    T: str = ""  # LULD/NOI carry the symbol in `T`
-
-
-_head_decoder = msgspec.json.Decoder(_Head)
-_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
-_encode = msgspec.json.Encoder().encode
+_encode = encoder.encode
 
 
 @dataclass(slots=True)
@@ -451,7 +413,9 @@ class FrameTape:
             for chan, sym, part in zip(tick.chans, tick.syms, tick.parts, strict=True):
                 if chan == "T" and sym not in prices:
                     with contextlib.suppress(msgspec.DecodeError):
-                        prices[sym] = message_decoder.decode(part).p
+                        message = message_decoder.decode(part)
+                        if isinstance(message, PolygonTrade):
+                            prices[sym] = message.p
         self.first_t, self.last_t = first, last
         self._symbols = sorted(s for s in syms if s)
         self._prices = prices
@@ -480,14 +444,14 @@ def frame_tick(recv_ms: int, frame: str) -> Tick | None:
     data = frame.encode()
     tick = Tick(recv_ms, verbatim=data)
     try:
-        raws = _raw_list.decode(data)
+        raws = raw_list_decoder.decode(data)
     except msgspec.DecodeError:
         return tick  # unparseable: replayed as-is to every subscriber
     for raw in raws:
         try:
-            head = _head_decoder.decode(raw)
+            head = event_head_decoder.decode(raw)
         except msgspec.DecodeError:
-            head = _Head()
+            head = EventHead()
         if head.ev == "status":
             continue
         tick.chans.append(head.ev)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -16,21 +14,8 @@ from gateway.deps import InMemoryDeps
 from schemas.events import Event
 from tests.conftest import eventually
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=100 * 2**20,
-        namespace="test-gateway",
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
+RAY_NAMESPACE = "test-gateway"
+RAY_OBJECT_STORE_MB = 100
 
 
 def settings(port: int = 0) -> dict[str, Any]:

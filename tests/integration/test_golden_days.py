@@ -1,4 +1,4 @@
-"""Golden tests on real recorded days (issue 3): the engine against pandas-derived truth.
+"""Golden tests on real recorded days: the engine against pandas-derived truth.
 
 The expected side never calls the engine: it parses the raw files with pandas, marks the prints
 that may move high/low (sale conditions, Form T relaxed in PRE/AFTER), splits sessions at 04:00,

@@ -11,6 +11,7 @@ import pytest
 
 from actors.persistence.actor import PersistenceActor
 from config.settings import StorageConfig
+from schemas.api import EventQuery
 from storage.database import make_engine, sqlite_path, upgrade
 from storage.history import EventHistory
 from tests.conftest import eventually
@@ -64,7 +65,7 @@ async def sqlite_url(tmp_path: Path) -> AsyncIterator[str]:
 async def stored_ids(url: str) -> set[str]:
     engine = make_engine(url)
     try:
-        return {e["id"] for e in await EventHistory(engine).query(limit=100_000)}
+        return {e["id"] for e in await EventHistory(engine).query(EventQuery(limit=100_000))}
     finally:
         await engine.dispose()
 
@@ -185,29 +186,16 @@ async def test_postgres_restart_buffers_then_recovers(pg_url: str) -> None:
     assert "***" in seen["after"]["database"]
 
 
+RAY_NAMESPACE = "test-persistence"
+
+
 # -- as a real Ray actor ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_module() -> Iterator[Any]:
+async def test_persistence_as_a_ray_actor(ray_local: None, db_url: str) -> None:
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=200 * 2**20,
-        namespace="test-persistence",
-        log_to_driver=False,
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
-async def test_persistence_as_a_ray_actor(ray_module: Any, db_url: str) -> None:
-    remote_cls = ray_module.remote(PersistenceActor)
+    remote_cls = ray.remote(PersistenceActor)
     actor = remote_cls.options(max_restarts=0).remote(db_url, StorageConfig(flush_interval_s=0.05))
     try:
         assert await actor.put_events.remote(make_events(40)) == 40
@@ -234,5 +222,5 @@ async def test_persistence_as_a_ray_actor(ray_module: Any, db_url: str) -> None:
         assert tuple(await actor.load_checkpoint.remote(0)) == (123, 456, b"state")
         await actor.close.remote()
     finally:
-        ray_module.kill(actor)
+        ray.kill(actor)
     assert await stored_ids(db_url) == {e.id for e in make_events(40)}

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from actors.persistence.actor import PersistenceActor
 from config.settings import StorageConfig
+from schemas.api import EventQuery
 from schemas.events import Event
 from schemas.records import AnalyticsRow, SessionCountRow
 from schemas.tables import Base, DetectorCheckpoint, MarketAnalytics
@@ -27,8 +28,7 @@ from storage.database import (
     upgrade,
 )
 from storage.history import EventHistory
-from storage.users import UserExistsError
-from storage.users import SqlUserStore
+from storage.users import SqlUserStore, UserExistsError
 from tests.integration.storage_db import BACKENDS, T0, make_events, scratch_database
 
 pytestmark = pytest.mark.timeout(120)
@@ -232,7 +232,8 @@ async def test_event_history_insert_is_idempotent(db_url: str, engine: AsyncEngi
     assert stats["duplicates"] == 31
     history = EventHistory(engine)
     assert await history.count() == 40
-    assert {e["id"] for e in await history.query(limit=100)} == {e.id for e in make_events(40)}
+    stored = await history.query(EventQuery(limit=100))
+    assert {e["id"] for e in stored} == {e.id for e in make_events(40)}
 
 
 async def test_event_history_query_filters_and_round_trip(db_url: str, engine: AsyncEngine) -> None:
@@ -256,21 +257,25 @@ async def test_event_history_query_filters_and_round_trip(db_url: str, engine: A
     await actor.close()
     history = EventHistory(engine)
 
-    msft = await history.query(ticker="MSFT")
+    msft = await history.query(EventQuery(ticker="MSFT"))
     assert [e["id"] for e in msft] == [e.id for e in events[20:25]]
     assert all(e["kind"] == "low" and e["direction"] == "down" for e in msft)
 
-    window = await history.query(ticker="AAPL", start_ms=T0 + 5_000, end_ms=T0 + 10_000)
+    window = await history.query(
+        EventQuery(ticker="AAPL", start_ms=T0 + 5_000, end_ms=T0 + 10_000)
+    )
     assert [e["time"] for e in window] == [T0 + i * 1000 for i in range(5, 10)]
 
-    newest = await history.query(ticker="AAPL", limit=3, newest_first=True)
+    newest = await history.query(EventQuery(ticker="AAPL", limit=3, newest_first=True))
     assert [e["time"] for e in newest] == [T0 + 19_000, T0 + 18_000, T0 + 17_000]
 
-    by_session = await history.query(session_date="2024-03-15", session="REGULAR", limit=1000)
+    by_session = await history.query(
+        EventQuery(session_date="2024-03-15", session="REGULAR", limit=1000)
+    )
     assert len(by_session) == len(events)
-    assert await history.query(session_date="2024-03-14") == []
+    assert await history.query(EventQuery(session_date="2024-03-14")) == []
 
-    (surge,) = await history.query(kind="surge")
+    (surge,) = await history.query(EventQuery(kind="surge"))
     assert surge == {
         "id": "TSLA:surge:1710511300000:1",
         "ticker": "TSLA",
@@ -288,10 +293,10 @@ async def test_event_history_query_filters_and_round_trip(db_url: str, engine: A
         "trigger": "price_and_volume",
         "magnitude": 3.2,
     }
-    first = (await history.query(ticker="AAPL", limit=1))[0]
+    first = (await history.query(EventQuery(ticker="AAPL", limit=1)))[0]
     assert (first["vwap"], first["significance"], first["label"]) == (100.5, 42.0, "new high")
 
-    frame = await history.to_dataframe(ticker="AAPL", limit=20)
+    frame = await history.to_dataframe(EventQuery(ticker="AAPL", limit=20))
     assert len(frame) == 20
     assert {"timestamp", "id", "price", "significance"} <= set(frame.columns)
     assert str(frame["timestamp"].iloc[0]) == "2024-03-15 14:00:00+00:00"

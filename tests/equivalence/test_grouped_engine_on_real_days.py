@@ -1,6 +1,6 @@
 """The grouped (many-ticker) engine against the per-ticker engine it replaced, on real data.
 
-`tests/reference/per_ticker/` is the engine as it was before the issue-6 many-ticker rework.
+`tests/reference/per_ticker/` is the engine as it was before it worked on many tickers at once.
 Both engines get the same batches and must give exactly the same events (every field, bit for
 bit), analytics deltas after every batch, rejects and final ticker states, with every detector
 on. Inputs, in the shape a live shard sees them (8,192-row batches, many tickers each):

@@ -1,10 +1,11 @@
-"""PriorityEventQueue: ordering, bounds and drop counts."""
+"""PriorityEventQueue: ordering, bounds, drop counts and sessions served in order."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
-from actors.market.sessions import ET
+from actors.market.sessions import ET, SessionClock
 from actors.priority_queue.ranking import PriorityEventQueue
 from config.settings import QueueConfig
 from schemas.events import Event
@@ -17,6 +18,13 @@ def ms(text: str) -> int:
 def ev(ticker: str, kind: str, time: int, n: int = 1) -> Event:
     return Event(id=f"{ticker}:{kind}:{time}:{n}", ticker=ticker, kind=kind,
                  direction="up", price=10.0, time=time)
+
+
+CALENDAR = SessionClock()
+
+
+def priority(q: PriorityEventQueue, event: Event) -> int:
+    return q.priority(event, CALENDAR.session_at(event.time))
 
 
 class Clock:
@@ -40,10 +48,10 @@ def test_kind_priority_then_fifo() -> None:
 def test_index_etfs_first_thirty_minutes_of_regular_only() -> None:
     q = PriorityEventQueue(QueueConfig())
     early, late = ms("2013-10-07 09:45"), ms("2013-10-07 10:15")
-    assert q.priority(ev("SPY", "trend", early)) == 1
-    assert q.priority(ev("SPY", "trend", late)) == 3
-    assert q.priority(ev("SPY", "high", ms("2013-10-07 09:00"))) == 2  # PRE
-    assert q.priority(ev("AAPL", "high", early)) == 2
+    assert priority(q, ev("SPY", "trend", early)) == 1
+    assert priority(q, ev("SPY", "trend", late)) == 3
+    assert priority(q, ev("SPY", "high", ms("2013-10-07 09:00"))) == 2  # PRE
+    assert priority(q, ev("AAPL", "high", early)) == 2
 
 
 def test_bounds_and_drop_reasons_counted() -> None:
@@ -87,7 +95,7 @@ def test_sessions_served_in_order_one_per_pop() -> None:
     q = PriorityEventQueue(QueueConfig())
     pre, reg, after = ms("2013-10-07 09:00"), ms("2013-10-07 10:00"), ms("2013-10-07 16:30")
     q.put([ev("IBM", "high", after), ev("IBM", "high", reg), ev("IBM", "low", pre)])
-    q.note_time(after)
+    q.note_session(CALENDAR.session_at(after))
     served = []
     while len(q):
         session = q.current_session()
@@ -100,7 +108,7 @@ def test_late_event_of_a_passed_session_is_delivered_not_reannounced() -> None:
     q = PriorityEventQueue(QueueConfig())
     reg, after = ms("2013-10-07 15:59"), ms("2013-10-07 16:01")
     q.put([ev("IBM", "high", reg)])
-    q.note_time(after)
+    q.note_session(CALENDAR.session_at(after))
     assert [e.time for e in q.pop(10)] == [reg]
     q.put([ev("IBM", "high", after)])
     assert q.current_session() == ("2013-10-07", "AFTER")
@@ -109,3 +117,21 @@ def test_late_event_of_a_passed_session_is_delivered_not_reannounced() -> None:
     assert q.current_session() == ("2013-10-07", "AFTER")
     assert [e.ticker for e in q.pop(10)] == ["SPY"]
     assert q.late_session == 1
+
+
+def test_the_sessions_a_shard_gives_are_used_for_its_events() -> None:
+    q = PriorityEventQueue(QueueConfig())
+    at = ms("2013-10-07 10:30")  # by the calendar, past the index-ETF window: priority 3
+    real = CALENDAR.session_at(at)
+    given = dataclasses.replace(real, open_ms=ms("2013-10-07 10:15"))  # as the shard saw it
+    assert priority(q, ev("SPY", "trend", at)) == 3
+    q.put([ev("SPY", "trend", at), ev("SPY", "high", at + 1)], [given])
+    assert [e.kind for e in q.pop(10)] == ["trend", "high"]  # the trend ranked 1 first
+
+
+def test_an_event_outside_the_given_sessions_is_looked_up_by_its_time() -> None:
+    q = PriorityEventQueue(QueueConfig())
+    pre = ms("2013-10-07 09:00")
+    given = CALENDAR.session_at(ms("2013-10-07 11:00"))
+    q.put([ev("IBM", "high", pre)], [given])
+    assert q.current_session() == ("2013-10-07", "PRE")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,7 +40,19 @@ def test_bad_prices_and_sizes_are_counted_by_reason() -> None:
         ("A", 9, 10.01, 50.0),
     ]
     assert accepted(v, trades(rows)) == [("A", 0, 10.0, 100.0), ("A", 9, 10.01, 50.0)]
-    assert v.rejected == {"bad_price": 4, "zero_size": 2, "bad_size": 1, "bad_ticker": 1}
+    assert v.rejected == {"bad_price": 4, "zero_size": 1, "bad_size": 2, "bad_ticker": 1}
+
+
+def test_a_judged_batch_is_not_checked_again() -> None:
+    v = Validator()
+    rows = [("A", 0, 10.0, 100.0), ("A", 1, 10.1, 0.0), ("A", 2, 10.2, 100.0)]
+    batch = trades(rows)
+    judged = TradeBatch(batch.sym, batch.t, batch.p, batch.s, batch.flags, batch.seq,
+                        np.array([True, True, False]))
+    # The verdict is trusted: the zero size passes (the ingest judged it valid), the row the
+    # verdict refused is dropped, and neither is counted here (the ingest counted its rows).
+    assert v.accept_rows(judged).tolist() == [True, True, False]
+    assert v.rejected == {}
 
 
 def test_out_of_order_per_ticker() -> None:

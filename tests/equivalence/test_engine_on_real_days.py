@@ -1,4 +1,4 @@
-"""The engine after the issue-6 speed work against its frozen reference, on real recorded days.
+"""The engine against its frozen reference (`tests/reference/`), on real recorded days.
 
 `tests/reference/detector_engine.py` is the engine as it was before (numpy Trend scoring from
 scratch, a Python loop per analytics window, one feed bar at a time); the current engine must

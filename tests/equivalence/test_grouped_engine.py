@@ -1,4 +1,4 @@
-"""The many-ticker (grouped) detectors against the per-ticker ones they replaced (issue 6).
+"""The many-ticker (grouped) detectors against the per-ticker ones they replaced.
 
 `tests/reference/per_ticker/` is the engine, validator, HighLow detector and bar builder as
 they were before the rework: one Python call per ticker per batch. The current ones process a

@@ -18,6 +18,7 @@ from actors.market.periods import MarketPeriod, market_period
 from actors.market.sessions import ET, SessionClock
 from config.detection import TrendConfig
 from schemas.events import Event
+from tests.builders import feed_bars, flat_bar
 
 CLOCK = SessionClock()
 DAY = dt.date(2013, 10, 8)
@@ -27,22 +28,9 @@ def at(h: int, m: int, s: int = 0) -> int:
     return int(dt.datetime.combine(DAY, dt.time(h, m, s), tzinfo=ET).timestamp() * 1000)
 
 
-def mkbar(end: int, c: float, v: float = 100.0, ticker: str = "X") -> Bar:
-    return Bar(ticker, end - 1_000, end, c, c, c, c, v, c, 1)
-
-
-def feed(det: TrendDetector, bars: list[Bar], base: float = 100.0) -> list[Event]:
-    out = []
-    for b in bars:
-        e = det.on_bar(b, CLOCK.session_at(b.start), base)
-        if e is not None:
-            out.append(e)
-    return out
-
-
 def ramp(start: int, n: int, step: float, price: float = 100.0, every_s: int = 1) -> list[Bar]:
     """`n` bars of constant volume, `every_s` apart, moving by `step` $ each."""
-    return [mkbar(start + i * every_s * 1_000, price + i * step) for i in range(n)]
+    return [flat_bar(start + i * every_s * 1_000, price + i * step) for i in range(n)]
 
 
 def same_periods(**fields: Any) -> TrendConfig:
@@ -120,7 +108,7 @@ def test_thresholds_are_the_smaller_of_period_and_bucket_times_volatility() -> N
     cfg = TrendConfig()
     det = TrendDetector(cfg)
     bars = ramp(MIDDAY_T, 100, 0.0)  # flat: LOW volatility (x1.3)
-    feed(det, bars[:-1])
+    feed_bars(det, bars[:-1])
     state = det._states["X"]
     s = det.score(state, bars[-1], cfg.midday)
     assert s.volatility == "LOW"
@@ -128,8 +116,8 @@ def test_thresholds_are_the_smaller_of_period_and_bucket_times_volatility() -> N
     assert s.direction_thr == pytest.approx(0.015 * 1.3 * 1.5)
     assert s.strong_thr == pytest.approx(0.035 * 1.3 * 1.5)
     wild = TrendDetector(cfg)  # ULTRA price, HIGH volatility (x0.7)
-    swings = [mkbar(MIDDAY_T + i * 1_000, 600.0 + 40 * (i % 2)) for i in range(30)]
-    feed(wild, swings[:-1])
+    swings = [flat_bar(MIDDAY_T + i * 1_000, 600.0 + 40 * (i % 2)) for i in range(30)]
+    feed_bars(wild, swings[:-1])
     s = wild.score(wild._states["X"], swings[-1], cfg.opening)
     assert s.volatility == "HIGH"
     assert s.direction_thr == pytest.approx(0.006 * 0.7 * 1.0)
@@ -141,16 +129,16 @@ def test_thresholds_are_the_smaller_of_period_and_bucket_times_volatility() -> N
 
 def test_first_trend_waits_for_the_warm_up_and_enough_history() -> None:
     det = TrendDetector(TrendConfig())  # MIDDAY: 8 points per window, 24 in history, 90 s
-    events = feed(det, ramp(MIDDAY_T, 200, 0.01))
+    events = feed_bars(det, ramp(MIDDAY_T, 200, 0.01))
     assert events[0].time - MIDDAY_T == 90_000
     sparse = TrendDetector(TrendConfig())
-    events = feed(sparse, ramp(MIDDAY_T, 40, 0.1, every_s=10))
+    events = feed_bars(sparse, ramp(MIDDAY_T, 40, 0.1, every_s=10))
     assert events[0].time - MIDDAY_T == 230_000  # the 24th bar, well after the warm-up
 
 
 def test_same_direction_is_re_emitted_only_after_the_emit_interval() -> None:
     det = TrendDetector(TrendConfig())
-    events = feed(det, ramp(MIDDAY_T, 400, 0.01))
+    events = feed_bars(det, ramp(MIDDAY_T, 400, 0.01))
     assert [e.time - MIDDAY_T for e in events] == [90_000, 180_000, 270_000, 360_000]
     assert [e.count for e in events] == [1, 2, 3, 4]
     assert all(e.direction == "up" and e.reversal is None for e in events)
@@ -161,7 +149,7 @@ def test_a_direction_change_is_emitted_at_once_as_a_reversal() -> None:
     det = TrendDetector(TrendConfig())
     up = ramp(MIDDAY_T, 120, 0.01)
     down = ramp(MIDDAY_T + 120_000, 120, -0.02, price=up[-1].c - 0.02)
-    events = feed(det, up + down)
+    events = feed_bars(det, up + down)
     assert [e.direction for e in events][:2] == ["up", "down"]
     flip = events[1]
     assert flip.reversal == "up-now-down"
@@ -172,8 +160,8 @@ def test_a_direction_change_is_emitted_at_once_as_a_reversal() -> None:
 
 def test_event_fields() -> None:
     det = TrendDetector(TrendConfig())
-    bars = [mkbar(MIDDAY_T + i * 1_000, 100 + i * 0.01, v=100.0 + i) for i in range(91)]
-    (e,) = feed(det, bars, base=99.0)
+    bars = [flat_bar(MIDDAY_T + i * 1_000, 100 + i * 0.01, v=100.0 + i) for i in range(91)]
+    (e,) = feed_bars(det, bars, base=99.0)
     vwap = sum(b.c * b.v for b in bars) / sum(b.v for b in bars)
     assert (e.kind, e.session, e.time, e.price) == ("trend", "REGULAR", bars[-1].end, bars[-1].c)
     assert e.vwap == pytest.approx(vwap)
@@ -195,23 +183,23 @@ def test_a_pull_back_zeroes_the_trend_but_a_surge_forward_does_not() -> None:
     cfg = with_buckets(same_periods(emit_s=30, warmup_s=20, retracement=0.25), direction=0.01)
     no_rule = with_buckets(same_periods(emit_s=30, warmup_s=20, retracement=100), direction=0.01)
     rise = ramp(MIDDAY_T, 80, 0.01)  # trends at 20 s and 50 s; the next one is due at 80 s
-    pull = mkbar(MIDDAY_T + 80_000, rise[-1].c - 0.05, v=300.0)
-    push = mkbar(MIDDAY_T + 80_000, rise[-1].c + 0.5, v=5_000.0)
+    pull = flat_bar(MIDDAY_T + 80_000, rise[-1].c - 0.05, v=300.0)
+    push = flat_bar(MIDDAY_T + 80_000, rise[-1].c + 0.5, v=5_000.0)
     det = TrendDetector(cfg)
-    assert [e.time - MIDDAY_T for e in feed(det, rise)] == [20_000, 50_000]
+    assert [e.time - MIDDAY_T for e in feed_bars(det, rise)] == [20_000, 50_000]
     prev = det.snapshot()["tickers"]["X"]["prev_score"]
     limit = 0.25 * det.factor(pull.c)
-    assert feed(det, [pull]) == []
+    assert feed_bars(det, [pull]) == []
     assert det.suppressed["retracement"] == 1
 
     without = TrendDetector(no_rule)
-    feed(without, rise)
-    (e,) = feed(without, [pull])
+    feed_bars(without, rise)
+    (e,) = feed_bars(without, [pull])
     assert 0 < e.score <= prev * (1 - limit)  # still up, but it gave back enough
 
     det = TrendDetector(cfg)
-    feed(det, rise)
-    (e,) = feed(det, [push])
+    feed_bars(det, rise)
+    (e,) = feed_bars(det, [push])
     assert e.score >= prev * (1 + limit)  # the original's symmetric test zeroed this one
     assert "retracement" not in det.suppressed
 
@@ -221,7 +209,7 @@ def test_a_pull_back_zeroes_the_trend_but_a_surge_forward_does_not() -> None:
 
 def probe_score(start: int, bars_fn: Any) -> float:
     det = TrendDetector(with_buckets(same_periods(), direction=1e-6))
-    events = feed(det, bars_fn(start))
+    events = feed_bars(det, bars_fn(start))
     return float(events[0].score)
 
 
@@ -239,12 +227,12 @@ def test_weak_trends_are_not_emitted_at_the_opening_and_closing(
     assert market_period(start, CLOCK.session_at(start)) is period
     score = probe_score(start, bars)
     weak = TrendDetector(with_buckets(same_periods(), direction=score / 1.5))
-    events = feed(weak, bars(start))
+    events = feed_bars(weak, bars(start))
     assert [e.strength for e in events] == (["weak"] if emitted else [])
     if not emitted:
         assert weak.suppressed == {"weak_in_period": 1}
     moderate = TrendDetector(with_buckets(same_periods(), direction=score / 2.5))
-    assert [e.strength for e in feed(moderate, bars(start))] == ["moderate"]
+    assert [e.strength for e in feed_bars(moderate, bars(start))] == ["moderate"]
 
 
 # -- sessions and bounds --------------------------------------------------------------------------
@@ -253,7 +241,7 @@ def test_weak_trends_are_not_emitted_at_the_opening_and_closing(
 def test_a_new_session_starts_a_fresh_history_and_counts() -> None:
     det = TrendDetector(TrendConfig())
     regular = ramp(at(15, 50), 600, 0.01)  # 15:50-16:00 REGULAR, then AFTER from 16:00
-    events = feed(det, regular)
+    events = feed_bars(det, regular)
     sessions = [(e.session, e.count) for e in events]
     assert ("REGULAR", 1) in sessions
     after = [e for e in events if e.session == "AFTER"]
@@ -263,23 +251,23 @@ def test_a_new_session_starts_a_fresh_history_and_counts() -> None:
 
 def test_reset_ticker_forgets_the_ticker() -> None:
     det = TrendDetector(TrendConfig())
-    feed(det, ramp(MIDDAY_T, 100, 0.01))
+    feed_bars(det, ramp(MIDDAY_T, 100, 0.01))
     det.reset_ticker("X")
     assert det.snapshot()["tickers"] == {}
 
 
 def test_history_is_bounded_by_time_and_points() -> None:
     det = TrendDetector(TrendConfig())
-    feed(det, ramp(MIDDAY_T, 2_000, 0.0001))
+    feed_bars(det, ramp(MIDDAY_T, 2_000, 0.0001))
     assert len(det.snapshot()["tickers"]["X"]["history"]) == 601  # the last 600 s
     small = TrendDetector(TrendConfig().replace(max_history=50))
-    feed(small, ramp(MIDDAY_T, 500, 0.0001))
+    feed_bars(small, ramp(MIDDAY_T, 500, 0.0001))
     assert len(small.snapshot()["tickers"]["X"]["history"]) == 50
 
 
 def test_bad_bars_are_counted() -> None:
     det = TrendDetector(TrendConfig())
-    assert feed(det, [mkbar(MIDDAY_T, float("nan")), mkbar(MIDDAY_T, 0.0)]) == []
+    assert feed_bars(det, [flat_bar(MIDDAY_T, float("nan")), flat_bar(MIDDAY_T, 0.0)]) == []
     assert det.suppressed == {"bad_bar": 2}
 
 
@@ -296,14 +284,15 @@ def walk_bars(seed: int, n: int, drift: int, start: int) -> list[Bar]:
         tk = rng.choice("AB")
         clock[tk] += rng.randint(1, 5) * 1_000
         price[tk] = max(1.0, round(price[tk] + (rng.randint(-3, 3) + drift) * 0.01, 2))
-        out.append(mkbar(clock[tk], price[tk], float(rng.randint(1, 50) * 100), ticker=tk))
+        out.append(flat_bar(clock[tk], price[tk], float(rng.randint(1, 50) * 100), ticker=tk))
     return sorted(out, key=lambda b: (b.end, b.ticker))
 
 
 def test_the_property_walks_do_produce_trends() -> None:
     strengths = set()
     for seed in range(6):
-        for e in feed(TrendDetector(TrendConfig()), walk_bars(seed, 400, seed % 3 - 1, at(11, 0))):
+        bars = walk_bars(seed, 400, seed % 3 - 1, at(11, 0))
+        for e in feed_bars(TrendDetector(TrendConfig()), bars):
             strengths.add((e.direction, e.strength))
     assert len(strengths) >= 4
 
@@ -316,13 +305,13 @@ def test_trends_are_deterministic_gated_and_counted(
 ) -> None:
     cfg = TrendConfig()
     bars = walk_bars(seed, n, drift, start)
-    events = feed(TrendDetector(cfg), bars)
-    assert feed(TrendDetector(cfg), bars) == events
+    events = feed_bars(TrendDetector(cfg), bars)
+    assert feed_bars(TrendDetector(cfg), bars) == events
     det = TrendDetector(cfg)
-    first = feed(det, bars[:cut])
+    first = feed_bars(det, bars[:cut])
     again = TrendDetector(cfg)
     again.restore(json.loads(json.dumps(det.snapshot())))
-    assert first + feed(again, bars[cut:]) == events
+    assert first + feed_bars(again, bars[cut:]) == events
 
     last: dict[str, Event] = {}
     for e in events:

@@ -1,6 +1,6 @@
-"""Surge, the bar builder and the shard analytics (issue 6 speed work) against the references.
+"""Surge, the bar builder and the shard analytics against their frozen references.
 
-Each current component and its frozen pre-issue-6 copy (`tests/reference/`) get the same
+Each current component and its frozen copy (`tests/reference/`) get the same
 inputs and must give the same outputs: Surge events and suppressions; the bars handed out and
 the rejects of the builder (feed bars added per ticker in one go); the analytics deltas
 (windows summed with one bincount pass instead of a loop per window).

@@ -20,6 +20,7 @@ from actors.market.periods import MarketPeriod, market_period
 from actors.market.sessions import ET, SessionClock
 from config.detection import SurgeConfig
 from schemas.events import Event
+from tests.builders import feed_bars, flat_bar
 
 CLOCK = SessionClock()
 DAY = dt.date(2013, 10, 8)  # a Tuesday, regular hours
@@ -29,22 +30,9 @@ def at(h: int, m: int, s: int = 0, day: dt.date = DAY) -> int:
     return int(dt.datetime.combine(day, dt.time(h, m, s), tzinfo=ET).timestamp() * 1000)
 
 
-def mkbar(end: int, c: float, v: float, ticker: str = "X") -> Bar:
-    return Bar(ticker, end - 1_000, end, c, c, c, c, v, c, 1)
-
-
-def feed(det: SurgeDetector, bars: list[Bar], base: float = 100.0) -> list[Event]:
-    out = []
-    for b in bars:
-        e = det.on_bar(b, CLOCK.session_at(b.start), base)
-        if e is not None:
-            out.append(e)
-    return out
-
-
 def calm(start: int, n: int, step_s: int, price: float = 100.0, v: float = 1_000.0) -> list[Bar]:
     """`n` quiet bars, one every `step_s` seconds, the first ending at `start`."""
-    return [mkbar(start + i * step_s * 1_000, price, v) for i in range(n)]
+    return [flat_bar(start + i * step_s * 1_000, price, v) for i in range(n)]
 
 
 def surge_config(**periods: dict[str, Any]) -> SurgeConfig:
@@ -217,8 +205,8 @@ def test_score_and_strength() -> None:
 
 def test_strict_midday_surge_event_fields() -> None:
     det = SurgeDetector(SurgeConfig())
-    bars = [*calm(MIDDAY_T, 7, 20), mkbar(MIDDAY_T + 140_000, 102.0, 5_000.0)]
-    (e,) = feed(det, bars, base=101.0)
+    bars = [*calm(MIDDAY_T, 7, 20), flat_bar(MIDDAY_T + 140_000, 102.0, 5_000.0)]
+    (e,) = feed_bars(det, bars, base=101.0)
     end = MIDDAY_T + 140_000
     assert (e.id, e.ticker, e.kind, e.direction, e.time, e.session) == (
         f"X:surge:{end}:1", "X", "surge", "up", end, "REGULAR")
@@ -236,26 +224,27 @@ def test_strict_midday_surge_event_fields() -> None:
 @pytest.mark.parametrize(("price", "volume"), [(102.0, 2_900.0), (100.5, 50_000.0)])
 def test_strict_needs_both_price_and_volume(price: float, volume: float) -> None:
     det = SurgeDetector(SurgeConfig())
-    assert feed(det, [*calm(MIDDAY_T, 7, 20), mkbar(MIDDAY_T + 140_000, price, volume)]) == []
+    bars = [*calm(MIDDAY_T, 7, 20), flat_bar(MIDDAY_T + 140_000, price, volume)]
+    assert feed_bars(det, bars) == []
 
 
 def test_no_surge_before_the_period_minimum_of_points() -> None:
     det = SurgeDetector(SurgeConfig())
-    assert feed(det, [*calm(MIDDAY_T, 6, 20), mkbar(MIDDAY_T + 120_000, 103.0, 9e6)]) == []
+    assert feed_bars(det, [*calm(MIDDAY_T, 6, 20), flat_bar(MIDDAY_T + 120_000, 103.0, 9e6)]) == []
 
 
 def test_bars_inside_the_sampling_interval_are_skipped() -> None:
     det = SurgeDetector(SurgeConfig())
     bars = calm(MIDDAY_T, 190, 1)  # one bar a second for 190 s
-    bars.append(mkbar(MIDDAY_T + 195_000, 103.0, 9e6))  # 15 s after the last sample: skipped
-    assert feed(det, bars) == []
+    bars.append(flat_bar(MIDDAY_T + 195_000, 103.0, 9e6))  # 15 s after the last sample: skipped
+    assert feed_bars(det, bars) == []
     assert len(det.snapshot()["tickers"]["X"]["points"]) == 10  # 0, 20, ..., 180 s
 
 
 def test_bars_without_volume_are_not_sampled() -> None:
     det = SurgeDetector(SurgeConfig())
-    bars = [*calm(MIDDAY_T, 7, 20), mkbar(MIDDAY_T + 140_000, 102.0, 0.0)]
-    assert feed(det, bars) == []
+    bars = [*calm(MIDDAY_T, 7, 20), flat_bar(MIDDAY_T + 140_000, 102.0, 0.0)]
+    assert feed_bars(det, bars) == []
     assert det.suppressed == {"no_price_or_volume": 1}
     assert len(det.snapshot()["tickers"]["X"]["points"]) == 7
 
@@ -263,10 +252,10 @@ def test_bars_without_volume_are_not_sampled() -> None:
 def test_down_surge_then_up_surge_is_a_reversal_with_counts() -> None:
     det = SurgeDetector(SurgeConfig())
     t = MIDDAY_T
-    bars = [*calm(t, 7, 20), mkbar(t + 140_000, 98.0, 5_000.0)]
+    bars = [*calm(t, 7, 20), flat_bar(t + 140_000, 98.0, 5_000.0)]
     bars += calm(t + 160_000, 9, 20, price=98.0)
-    bars.append(mkbar(t + 340_000, 100.5, 60_000.0))  # 200 s later: past the 180 s cooldown
-    first, second = feed(det, bars)
+    bars.append(flat_bar(t + 340_000, 100.5, 60_000.0))  # 200 s later: past the 180 s cooldown
+    first, second = feed_bars(det, bars)
     assert (first.direction, first.count_down, first.label) == ("down", 1, "↓ price & volume")
     assert (second.direction, second.reversal) == ("up", "down-now-up")
     assert (second.count, second.count_up, second.count_down) == (2, 1, 1)
@@ -279,8 +268,8 @@ def test_down_surge_then_up_surge_is_a_reversal_with_counts() -> None:
 def test_min_dollar_move_of_the_band() -> None:
     det = SurgeDetector(SurgeConfig())
     # $20 (band LOW, min move $0.50): 2 % = $0.40 passes 1.6 % / $0.30 but not the gate.
-    bars = [*calm(MIDDAY_T, 7, 20, price=20.0), mkbar(MIDDAY_T + 140_000, 20.4, 9_000.0)]
-    assert feed(det, bars) == []
+    bars = [*calm(MIDDAY_T, 7, 20, price=20.0), flat_bar(MIDDAY_T + 140_000, 20.4, 9_000.0)]
+    assert feed_bars(det, bars) == []
     assert det.suppressed == {"min_move": 1}
 
 
@@ -292,8 +281,8 @@ def test_min_dollar_move_is_relaxed_at_the_opening() -> None:
         det = SurgeDetector(
             surge_config(opening={"period_pct": 1.0, "mode": "ADAPTIVE", "min_move_mult": relax})
         )
-        bars = [*calm(t, 3, 5, price=20.0), mkbar(t + 15_000, price, 9_000.0)]
-        events = feed(det, bars)
+        bars = [*calm(t, 3, 5, price=20.0), flat_bar(t + 15_000, price, 9_000.0)]
+        events = feed_bars(det, bars)
         assert len(events) == expect
         assert det.suppressed == ({} if expect else {"min_move": 1})
         if expect:
@@ -303,15 +292,15 @@ def test_min_dollar_move_is_relaxed_at_the_opening() -> None:
 def test_min_score_of_the_period() -> None:
     # MIDDAY as ADAPTIVE: a price-led surge scores 50 < 75.
     det = SurgeDetector(surge_config(midday={"mode": "ADAPTIVE"}))
-    bars = [*calm(MIDDAY_T, 7, 20), mkbar(MIDDAY_T + 140_000, 103.0, 2_500.0)]
-    assert feed(det, bars) == []
+    bars = [*calm(MIDDAY_T, 7, 20), flat_bar(MIDDAY_T + 140_000, 103.0, 2_500.0)]
+    assert feed_bars(det, bars) == []
     assert det.suppressed == {"min_score": 1}
 
 
 def test_midday_refuses_single_test_triggers() -> None:
     det = SurgeDetector(surge_config(midday={"mode": "OR", "min_score": 0}))
-    bars = [*calm(MIDDAY_T, 7, 20), mkbar(MIDDAY_T + 140_000, 103.0, 1_000.0)]
-    assert feed(det, bars) == []
+    bars = [*calm(MIDDAY_T, 7, 20), flat_bar(MIDDAY_T + 140_000, 103.0, 1_000.0)]
+    assert feed_bars(det, bars) == []
     assert det.suppressed == {"midday_trigger": 1}
 
 
@@ -320,7 +309,7 @@ def test_or_mode_fires_on_price_alone_outside_midday() -> None:
         high_volatility_mult=1.0, low_volatility_mult=1.0
     )
     t = at(21, 0)  # CLOSED: 5 s interval, 3 points, 2 % x 1.0 / $1.50
-    (e,) = feed(SurgeDetector(cfg), [*calm(t, 2, 5), mkbar(t + 10_000, 103.0, 1_000.0)])
+    (e,) = feed_bars(SurgeDetector(cfg), [*calm(t, 2, 5), flat_bar(t + 10_000, 103.0, 1_000.0)])
     assert (e.trigger, e.label, e.session) == ("price", "↑ price", "CLOSED")
     assert e.score == pytest.approx(50.0)
 
@@ -329,8 +318,8 @@ def test_midday_low_volatility_needs_a_bigger_move() -> None:
     # A longer volatility window sees 20 flat points: LOW volatility, thresholds x1.2.
     cfg = SurgeConfig().replace(volatility_window_s=400.0)
     det = SurgeDetector(cfg)
-    bars = [*calm(MIDDAY_T, 19, 20), mkbar(MIDDAY_T + 380_000, 102.0, 9_000.0)]
-    assert feed(det, bars) == []
+    bars = [*calm(MIDDAY_T, 19, 20), flat_bar(MIDDAY_T + 380_000, 102.0, 9_000.0)]
+    assert feed_bars(det, bars) == []
     assert det.suppressed == {"midday_low_volatility": 1}
 
 
@@ -340,14 +329,14 @@ def rising(start: int, n: int, step_s: int, price: float, volume: float) -> list
     for i in range(n):
         price *= 1.03
         volume *= 100
-        out.append(mkbar(start + i * step_s * 1_000, price, volume))
+        out.append(flat_bar(start + i * step_s * 1_000, price, volume))
     return out
 
 
 def test_per_ticker_cooldown() -> None:
     det = SurgeDetector(SurgeConfig())  # MIDDAY cooldown 180 s
     bars = [*calm(MIDDAY_T, 7, 20), *rising(MIDDAY_T + 140_000, 10, 20, 100.0, 1_000.0)]
-    events = feed(det, bars)
+    events = feed_bars(det, bars)
     assert [e.time - MIDDAY_T for e in events] == [140_000, 320_000]
     assert det.suppressed == {"cooldown": 8}
 
@@ -355,7 +344,7 @@ def test_per_ticker_cooldown() -> None:
 def test_event_cooldown_is_twice_the_interval() -> None:
     det = SurgeDetector(surge_config(midday={"cooldown_s": 0}))
     bars = [*calm(MIDDAY_T, 7, 20), *rising(MIDDAY_T + 140_000, 3, 20, 100.0, 1_000.0)]
-    events = feed(det, bars)
+    events = feed_bars(det, bars)
     assert [e.time - MIDDAY_T for e in events] == [140_000, 180_000]
     assert det.suppressed == {"event_cooldown": 1}
 
@@ -365,14 +354,14 @@ def test_surges_per_window_are_capped_until_a_quiet_half_hour() -> None:
     det = SurgeDetector(cfg)
     t = at(10, 0)
     bars = [*calm(t, 7, 20), *rising(t + 140_000, 5, 20, 100.0, 1_000.0)]
-    events = feed(det, bars)
+    events = feed_bars(det, bars)
     assert [e.count for e in events] == [1, 2, 3]  # MIDDAY: at most 3
     assert det.suppressed == {"window_cap": 2}
     last = events[-1].time
     price, volume = bars[-1].c, bars[-1].v
-    later = [mkbar(last + 1_780_000, price * 1.03, volume * 100),  # 29:40 after: still capped
-             mkbar(last + 1_800_000, price * 1.07, volume * 10_000)]  # 30:00 after: reset
-    events = feed(det, later)
+    later = [flat_bar(last + 1_780_000, price * 1.03, volume * 100),  # 29:40 after: still capped
+             flat_bar(last + 1_800_000, price * 1.07, volume * 10_000)]  # 30:00 after: reset
+    events = feed_bars(det, later)
     assert [e.count for e in events] == [4]
     assert det.suppressed == {"window_cap": 3}
 
@@ -383,19 +372,19 @@ def test_surges_per_window_are_capped_until_a_quiet_half_hour() -> None:
 def test_counts_and_tracking_restart_in_a_new_session() -> None:
     det = SurgeDetector(SurgeConfig())
     t = at(15, 40)  # CLOSING: 2 s interval, 3 points, 2.5x volume
-    bars = [*calm(t, 2, 2), mkbar(t + 4_000, 104.0, 9_000.0)]
-    (first,) = feed(det, bars)
+    bars = [*calm(t, 2, 2), flat_bar(t + 4_000, 104.0, 9_000.0)]
+    (first,) = feed_bars(det, bars)
     assert (first.count, first.session) == (1, "REGULAR")
     a = at(16, 0, 30)  # AFTER, a new session: fresh buffer, counts and cooldowns
-    bars = [*calm(a, 4, 15), mkbar(a + 60_000, 104.0, 9_000.0)]
-    (second,) = feed(det, bars)
+    bars = [*calm(a, 4, 15), flat_bar(a + 60_000, 104.0, 9_000.0)]
+    (second,) = feed_bars(det, bars)
     assert (second.count, second.session, second.reversal) == (1, "AFTER", None)
     assert second.id == f"X:surge:{a + 60_000}:1"
 
 
 def test_reset_ticker_forgets_the_ticker() -> None:
     det = SurgeDetector(SurgeConfig())
-    feed(det, [*calm(MIDDAY_T, 7, 20), mkbar(MIDDAY_T + 140_000, 102.0, 5_000.0)])
+    feed_bars(det, [*calm(MIDDAY_T, 7, 20), flat_bar(MIDDAY_T + 140_000, 102.0, 5_000.0)])
     det.reset_ticker("X")
     assert det.snapshot()["tickers"] == {}
     det.reset_ticker("never-seen")
@@ -403,7 +392,7 @@ def test_reset_ticker_forgets_the_ticker() -> None:
 
 def test_state_per_ticker_is_bounded() -> None:
     det = SurgeDetector(SurgeConfig())
-    feed(det, calm(MIDDAY_T, 500, 20))
+    feed_bars(det, calm(MIDDAY_T, 500, 20))
     assert len(det.snapshot()["tickers"]["X"]["points"]) == SurgeConfig().buffer_points
 
 
@@ -420,7 +409,7 @@ def make_bars(seed: int, n: int, start: int) -> list[Bar]:
         tk = rng.choice("AB")
         clock[tk] += rng.randint(1, 40) * 1_000
         price[tk] = round(max(0.5, price[tk] * (1 + rng.uniform(-6, 6) / 100)), 2)
-        out.append(mkbar(clock[tk], price[tk], float(10 ** rng.randint(0, 6)), ticker=tk))
+        out.append(flat_bar(clock[tk], price[tk], float(10 ** rng.randint(0, 6)), ticker=tk))
     return sorted(out, key=lambda b: (b.end, b.ticker))
 
 
@@ -435,14 +424,14 @@ def test_surges_are_deterministic_gated_and_counted(
 ) -> None:
     cfg = SurgeConfig()
     bars = make_bars(seed, n, start)
-    events = feed(SurgeDetector(cfg), bars)
-    assert feed(SurgeDetector(cfg), bars) == events
+    events = feed_bars(SurgeDetector(cfg), bars)
+    assert feed_bars(SurgeDetector(cfg), bars) == events
 
     det = SurgeDetector(cfg)
-    resumed = feed(det, bars[:cut])
+    resumed = feed_bars(det, bars[:cut])
     again = SurgeDetector(cfg)
     again.restore(json.loads(json.dumps(det.snapshot())))
-    assert resumed + feed(again, bars[cut:]) == events
+    assert resumed + feed_bars(again, bars[cut:]) == events
 
     det = SurgeDetector(cfg)
     periods = det._periods
@@ -477,6 +466,6 @@ def test_the_property_generator_does_produce_surges() -> None:
     triggers = set()
     for seed in range(40):
         for start in STARTS:
-            triggers |= {e.trigger for e in feed(SurgeDetector(SurgeConfig()),
+            triggers |= {e.trigger for e in feed_bars(SurgeDetector(SurgeConfig()),
                                                  make_bars(seed, 300, start))}
     assert triggers >= {"price_and_volume", "price_driven", "volume_driven"}

@@ -1,4 +1,4 @@
-"""Trend from running sums (issue 6) against the frozen numpy reference: the same events.
+"""Trend from running sums against the frozen numpy reference: the same events.
 
 The reference (`tests/reference/trend.py`) scores every bar from scratch with numpy; the
 current detector keeps running window sums and re-scores exactly only in close calls. Both

@@ -145,6 +145,24 @@ def test_sessions_split_at_the_open_and_close_inside_one_batch() -> None:
     assert events[1].pct_change == pytest.approx((49.5 - 49) / 49 * 100, abs=1e-4)
 
 
+def test_a_call_reports_the_sessions_it_met_once_for_the_output() -> None:
+    engine = DetectorEngine(HIGHLOW_ONLY)
+    rows = [("X", et_ms(15, 59, 58), 50.0, 100.0, FLAGS_REGULAR),
+            ("X", et_ms(16, 0, 1), 50.5, 100.0, FLAGS_REGULAR)]
+    engine.process_trades(batch(rows))
+    assert [s.session.value for s in engine.sessions] == ["REGULAR", "AFTER"]
+    assert engine.sessions[-1].holds(engine.watermark)
+    engine.process_trades(batch([("X", et_ms(16, 5), 51.0, 100.0, FLAGS_REGULAR)], first_seq=2))
+    assert [s.session.value for s in engine.sessions] == ["AFTER"]  # this call's only
+
+
+def test_an_empty_call_still_reports_the_watermark_session() -> None:
+    engine = DetectorEngine(HIGHLOW_ONLY)
+    engine.process_trades(batch([("X", et_ms(10, 0), 50.0, 100.0, FLAGS_REGULAR)]))
+    engine.flush()
+    assert [s.session.value for s in engine.sessions] == ["REGULAR"]
+
+
 def test_early_close_ends_regular_at_13_00() -> None:
     day = dt.date(2015, 12, 24)
     engine = DetectorEngine(HIGHLOW_ONLY)

@@ -1,55 +1,19 @@
-"""IngestEngine with fake shards: batching, routing, filtering, recovery after a crash."""
+"""IngestEngine with fake shards: judging, routing, batching, recovery after a crash."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import numpy as np
 import pytest
-import ray
 
 from actors.ingest.engine import IngestEngine
 from actors.ingest.routing import shard_of
 from config.settings import load_settings
 from schemas.batches import TradeBatch
+from tests.fakes import FakeShard
 
 TICKERS = ["AAPL", "MSFT", "SPY", "IBM", "BAC", "AIG"]
-
-
-class FakeShard:
-    """Records every batch; can be told to crash and 'restart' at a checkpoint seq."""
-
-    def __init__(self) -> None:
-        self.batches: list[TradeBatch] = []
-        self.crash_next = False
-        self.restored_seq = -1
-        self.calls = 0
-
-    async def _ack(self, batch: TradeBatch) -> dict[str, Any]:
-        self.calls += 1
-        if self.crash_next:
-            self.crash_next = False
-            # Everything after the restored checkpoint is lost with the process.
-            self.batches = [b.take(b.seq <= self.restored_seq) for b in self.batches]
-            raise ray.exceptions.RayActorError()
-        self.batches.append(batch)
-        return {"events": 0, "checkpoint_seq": -1, "last_seq": int(batch.seq[-1])}
-
-    def send_trades(self, batch: TradeBatch) -> Any:
-        return asyncio.ensure_future(self._ack(batch))
-
-    async def ping(self) -> bool:
-        return True
-
-    async def last_seq(self) -> int:
-        return self.restored_seq
-
-    async def flush(self) -> dict[str, Any]:
-        return {}
-
-    def seqs(self) -> list[int]:
-        return [s for b in self.batches for s in b.seq.tolist()]
 
 
 def trades(n: int, start: int = 0) -> TradeBatch:
@@ -83,7 +47,7 @@ async def test_batches_are_columnar_and_routed_by_shard() -> None:
 async def test_bad_prices_and_unknown_symbols_counted() -> None:
     shards = [FakeShard()]
     eng = engine(shards)
-    eng._allowed = np.asarray(sorted(TICKERS[:4]), dtype="<U12")  # as if from the coordinator
+    eng.set_subscriptions(1, TICKERS[:4])  # as the coordinator's loop hands them over
     batch = TradeBatch.from_columns(
         ["AAPL", "MSFT", "ZZZZ", "SPY", "IBM", "AAPL"], np.arange(6),
         [10.0, -1.0, 10.0, float("nan"), 2e7, 11.0], np.full(6, 100.0),
@@ -91,6 +55,7 @@ async def test_bad_prices_and_unknown_symbols_counted() -> None:
     await eng.accept(batch)
     await eng.finish()
     assert eng.rejected == {"bad_price": 3, "unknown_symbol": 1}
+    assert shards[0].batches[0].valid.tolist() == [True, True]  # the verdict travels on
     assert shards[0].batches[0].sym.tolist() == ["AAPL", "AAPL"]
 
 

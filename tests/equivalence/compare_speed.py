@@ -1,4 +1,7 @@
-"""Engine throughput in the live, many-ticker regime (issue 6): a shard's batches, few rows each.
+"""The grouped engine's speed against the per-ticker reference, on a shard's live batches.
+
+A development aid for engine work (not a test, not a product benchmark: `tickstock bench
+detect` is that), kept beside the equivalence tests because it runs the frozen reference.
 
 Two streams, both in ingest-sized batches (8,192 rows) as a shard receives them:
 
@@ -8,11 +11,11 @@ Two streams, both in ingest-sized batches (8,192 rows) as a shard receives them:
 - `mixed`: recorded trades re-labelled over the same number of tickers (bench/loadgen.py,
   a Pareto activity profile), as `tickstock bench detect` builds its mixed case.
 
-Each engine (`current`: actors/detector_engine.py; `reference`: the frozen per-ticker copy in
+Each engine (`current`: actors/detection/engine.py; `reference`: the frozen per-ticker copy in
 tests/reference/per_ticker) runs the whole stream with `take_analytics` after every batch, as
 the shard does; the best of `--rounds` runs is reported in trades/s.
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_many_tickers.py --tickers 3000 --rows 262144
+    .venv/bin/python -m tests.equivalence.compare_speed --tickers 3000 --rows 262144
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""FrameDecoder: raw Polygon frames -> batches, with every rejection counted by reason."""
+"""FrameDecoder: raw Polygon frames -> batches, with every rejected frame or event counted."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import msgspec
 import numpy as np
 import pytest
 
 from actors.market.conditions import flags_for
+from actors.market.validity import check_bars, check_trades
 from actors.polygon.decode import FrameDecoder, scalar_ms, to_ms
 from schemas.batches import FLAG_FORM_T, FLAGS_REGULAR
 from schemas.polygon import PolygonTrade
@@ -94,27 +96,33 @@ def test_bad_events_are_salvaged_around():
     assert out.rejected == 5
 
 
-def test_bad_values_are_rejected_by_reason():
-    dec = FrameDecoder(max_price=1e6)
+def test_the_decoder_drops_what_its_columns_cannot_hold_and_leaves_values_to_the_check():
+    dec = FrameDecoder()
     out = dec.decode(frame(
         trade(p=0.0), trade(p=-1.0), trade(p=2e6), trade(s=-5), trade(t=0),
         trade(sym=""), trade(sym="A" * 13), trade(p=10.0),
     ), T0)
     assert out.trades is not None
-    assert out.trades.p.tolist() == [10.0]
-    assert dec.rejected == {"bad_price": 3, "bad_size": 1, "bad_time": 1, "bad_symbol": 2}
-    assert out.trades.seq.tolist() == [0]  # seq counts accepted rows only
+    assert dec.rejected == {"bad_time": 1, "bad_symbol": 1}
+    assert out.trades.p.tolist() == [0.0, -1.0, 2e6, 100.0, 100.0, 10.0]
+    assert out.trades.valid is None  # not judged yet: the ingest's check does that, once
+    assert out.trades.seq.tolist() == list(range(6))  # seq counts decoded rows only
+    counts: Counter[str] = Counter()
+    ok = check_trades(out.trades, counts, max_price=1e6)
+    assert out.trades.p[ok].tolist() == [10.0]
+    assert counts == {"bad_price": 3, "bad_size": 1, "bad_ticker": 1}
 
 
 def test_nan_and_huge_prices_never_pass():
     dec = FrameDecoder()
     out = dec.decode('[{"ev":"T","sym":"A","p":1e400,"s":1,"t":1700000000000}]', T0)
-    assert out.trades is None or len(out.trades) == 0
-    assert dec.rejected.total() == 1
+    assert out.trades is None  # a number beyond a float is not a price msgspec decodes
+    assert dec.rejected == {"wrong_type": 1}
     # NaN cannot be written in JSON, but a decoded struct may still carry one.
-    batch = dec._trades([msgspec.convert(trade(p=math.nan), PolygonTrade)])
-    assert len(batch) == 0
-    assert dec.rejected["bad_price"] == 1
+    nan = dec._trades([msgspec.convert(trade(p=math.nan), PolygonTrade)])
+    counts: Counter[str] = Counter()
+    assert not check_trades(nan, counts).any()
+    assert counts == {"bad_price": 1}
 
 
 def test_timestamp_units_detected_by_magnitude():
@@ -128,11 +136,15 @@ def test_timestamp_units_detected_by_magnitude():
 
 def test_second_bars():
     dec = FrameDecoder()
-    out = dec.decode(frame(agg("A", "AAPL", T0), agg("A", "MSFT", T0, c=0.0)), T0)
+    out = dec.decode(frame(agg("A", "AAPL", T0), agg("A", "MSFT", T0, c=0.0),
+                           agg("A", "IBM", 0), agg("A", "A" * 13, T0)), T0)
     assert out.seconds is not None
-    assert out.seconds.sym.tolist() == ["AAPL"]
-    assert out.seconds.end.tolist() == [T0 + 1_000]
-    assert dec.rejected == {"bad_bar": 1}
+    assert out.seconds.sym.tolist() == ["AAPL", "MSFT"]  # MSFT's price is the check's to judge
+    assert out.seconds.end.tolist() == [T0 + 1_000, T0 + 1_000]
+    assert dec.rejected == {"bad_time": 1, "bad_symbol": 1}
+    counts: Counter[str] = Counter()
+    assert check_bars(out.seconds, counts).tolist() == [True, False]
+    assert counts == {"bad_price": 1}
 
 
 def test_minute_bars_resent_keep_the_last_and_identical_resends_are_dropped():

@@ -23,6 +23,7 @@ from actors.persistence.buffer import (
 )
 from config.settings import StorageConfig
 from schemas.events import Event
+from tests.fakes import FakeSink
 
 # 2024-03-15 10:00 America/New_York (REGULAR), in Unix ms.
 T0 = 1_710_511_200_000
@@ -118,27 +119,6 @@ def test_backoff_grows_caps_and_resets() -> None:
     assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps, strict=True))
     backoff.reset()
     assert backoff.next_delay() <= 0.5
-
-
-class FakeSink:
-    """Fails with the queued errors first, then stores rows."""
-
-    def __init__(self, errors: list[Exception]) -> None:
-        self.errors = errors
-        self.rows: dict[str, list[Any]] = {}
-        self.resets = 0
-
-    async def write(self, kind: str, rows: list[Any]) -> int:
-        if self.errors:
-            raise self.errors.pop(0)
-        self.rows.setdefault(kind, []).extend(rows)
-        return len(rows)
-
-    async def reset(self) -> None:
-        self.resets += 1
-
-    async def close(self) -> None:
-        pass
 
 
 def connection_lost() -> Exception:
