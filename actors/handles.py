@@ -1,4 +1,4 @@
-"""Every call from one actor to another goes through one handle class per remote role (STYLE §5).
+"""Every call between actors goes through one handle class per remote role (docs/style.md §5).
 
 Coordinators take these handles (typed by the Protocols their pure modules declare), so unit
 tests pass hand-written fakes with the same methods and never start Ray. A handle turns Ray's

@@ -152,7 +152,7 @@ def init_ray(settings: Settings) -> None:
 
 
 def _remote(cls: type) -> Any:
-    """`ray.remote` applied in this one place (STYLE §6); typed loosely for actor handles."""
+    """`ray.remote` applied in this one place (docs/style.md §6); typed loosely for handles."""
     return ray.remote(cls)
 
 

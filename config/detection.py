@@ -1,4 +1,4 @@
-"""Detector thresholds and rules, with units and defaults (tickstock-behaviour.md §1, §4, §5)."""
+"""Detector thresholds and rules, with units and defaults (docs/behaviour.md §1, §4, §5)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class ValidationConfig(Config):
 
 
 
-# --- per-second bars, surge, trend, analytics (tickstock-behaviour.md §1, §5, §6) -------------
+# --- per-second bars, surge, trend, analytics (docs/behaviour.md §1, §5, §6) -------------
 
 
 class BarConfig(Config):
@@ -54,7 +54,7 @@ class BarConfig(Config):
 
 
 class SurgePeriod(Config):
-    """Surge parameters of one market period (behaviour §1, Surge table and quality gates)."""
+    """Surge parameters of one market period (docs/behaviour.md §1, Surge table, quality gates)."""
 
     period_mult: PositiveFloat  # multiplies the % and $ price thresholds
     volume_threshold: PositiveFloat  # volume multiplier (bar volume / mean earlier volume) needed
@@ -78,7 +78,7 @@ class SurgeBand(Config):
 
 
 class SurgeConfig(Config):
-    """Surge detection on per-second bars (behaviour §1, Surge)."""
+    """Surge detection on per-second bars (docs/behaviour.md §1, Surge)."""
 
     opening: SurgePeriod = SurgePeriod(
         period_mult=0.7, volume_threshold=3.0, min_points=4, interval_s=5, period_pct=4.5,
@@ -133,7 +133,7 @@ class SurgeConfig(Config):
 
 
 class TrendPeriod(Config):
-    """Trend parameters of one market period (behaviour §1, Trend table)."""
+    """Trend parameters of one market period (docs/behaviour.md §1, Trend table)."""
 
     direction: PositiveFloat  # score magnitude (before sensitivity) for up/down
     strength: PositiveFloat  # score magnitude (before sensitivity) for "strong"
@@ -160,7 +160,7 @@ class PriceFactor(Config):
 
 
 class TrendConfig(Config):
-    """Trend detection over per-second bars (behaviour §1, Trend)."""
+    """Trend detection over per-second bars (docs/behaviour.md §1, Trend)."""
 
     opening: TrendPeriod = TrendPeriod(
         direction=0.25, strength=0.45, sensitivity=1.0, emit_s=45, retracement=0.5,
@@ -232,7 +232,7 @@ class ActivityLevel(Config):
 
 
 class AnalyticsConfig(Config):
-    """Buy/sell pressure gauge and tick activity (behaviour §5, §6)."""
+    """Buy/sell pressure gauge and tick activity (docs/behaviour.md §5, §6)."""
 
     window_ms: PositiveInt = 10_000  # event-time window of one gauge calculation
     tick_windows_s: tuple[PositiveInt, ...] = (10, 30, 60, 300)  # ticks_<n>sec in the activity

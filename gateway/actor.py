@@ -1,4 +1,4 @@
-"""The gateway actor: serves `create_app` on the actor's own event loop (ray.md §1).
+"""The gateway actor: serves `create_app` on the actor's own event loop (docs/ray.md §1).
 
 A plain class with async methods only (a sync method would block the loop that serves every
 browser); `cluster/graph.py` applies `ray.remote(num_cpus=0, max_restarts=-1)` to its Ray side

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 # Trade eligibility flags, computed at ingest from the sale conditions
-# (reference/trade-conditions.md §2-3). FORM_T is kept apart: whether a Form T print may move
+# (docs/trade-conditions.md §2-3). FORM_T is kept apart: whether a Form T print may move
 # high/low depends on the session, which only the engine knows.
 FLAG_HIGH_LOW = 1
 FLAG_LAST = 2

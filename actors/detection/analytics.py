@@ -1,4 +1,4 @@
-"""Session analytics: buy/sell pressure, tick activity and event counts (behaviour §5, §6).
+"""Session analytics: buy/sell pressure, tick activity and event counts (docs/behaviour.md §5, §6).
 
 Two halves, both pure and on event time:
 - `ShardAnalytics` (inside each detector shard) classifies trades with the tick rule (an uptick

@@ -1,4 +1,4 @@
-"""Surge detection on per-second bars (tickstock-behaviour.md §1, Surge).
+"""Surge detection on per-second bars (docs/behaviour.md §1, Surge).
 
 Per ticker, a bar is sampled at most once per period interval; the last sampled bars form a
 short buffer. A surge is a price move from the baseline (the newest sampled point at least one

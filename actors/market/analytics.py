@@ -1,6 +1,6 @@
 """Market-wide analytics: the shard deltas merged into the `activity` and `gauge` blocks.
 
-The other half of `actors/detection/analytics.py` (behaviour §5, §6): `MarketAnalytics` (one
+The other half of `actors/detection/analytics.py` (docs/behaviour.md §5, §6): `MarketAnalytics` (one
 per deployment) merges the deltas of every shard, in any order, and computes the gauge once
 per completed window (net score clamped to +-10, activity level, rolling averages, EMAs) and
 the activity block (ticks over 10/30/60/300 s, ticks per minute, level, market phase). A new

@@ -1,4 +1,4 @@
-"""Sale conditions -> eligibility flags (reference/trade-conditions.md §2-3).
+"""Sale conditions -> eligibility flags (docs/trade-conditions.md §2-3).
 
 A trade may update high/low, last or volume only if every one of its condition ids allows it.
 Unknown ids fail closed for high/low and last (no false "new high"), still add volume, and

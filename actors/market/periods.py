@@ -1,4 +1,4 @@
-"""Market periods for surge and trend thresholds, from event time (behaviour §1, Surge context).
+"""Market periods for Surge and Trend thresholds, on event time (docs/behaviour.md §1, Surge).
 
 PREMARKET, OPENING (the first 15 min of the regular session), MIDDAY, CLOSING (the last 30 min
 of the regular session: 15:30-16:00, or 12:30-13:00 on an early close), AFTERHOURS, CLOSED.

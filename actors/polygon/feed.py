@@ -1,6 +1,6 @@
 """`PolygonFeed`: the official polygon `WebSocketClient`, supervised (DESIGN §4, §11).
 
-The client (polygon-api-client 1.16.3) has known failure modes (reference/polygon.md §1, §6);
+The client (polygon-api-client 1.16.3) has known failure modes (docs/polygon.md §1, §6);
 this module owns the reconnect loop and guards each:
 
 - a fresh client per connection (`max_reconnects=0`, and websockets' own handshake retries

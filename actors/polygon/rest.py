@@ -1,4 +1,4 @@
-"""`PolygonRest`: the start-up REST calls over the official `RESTClient` (reference/polygon.md §3).
+"""`PolygonRest`: the start-up REST calls over the official `RESTClient` (docs/polygon.md §3).
 
 The client's connect/read timeouts are never applied in 1.16.3 (a server that never
 answers blocks forever), so the pool's timeout is set by hand. The client is synchronous:

@@ -1,4 +1,4 @@
-"""Scripted faults of the replay server and the status frames they send (polygon.md §2, §7)."""
+"""Scripted faults of the replay server and the status frames they send (docs/polygon.md §2, §7)."""
 
 from __future__ import annotations
 

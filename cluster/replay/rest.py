@@ -1,4 +1,4 @@
-"""The replay server's REST stub: Polygon's start-up endpoints in their JSON shapes (§3).
+"""The replay server's REST stub: Polygon's start-up endpoints as JSON (docs/polygon.md §3).
 
 - `GET /v2/aggs/ticker/{T}/prev`: the previous close. Recordings hold one day, so the
   "previous close" is the ticker's first price on the tape (documented stand-in).

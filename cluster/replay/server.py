@@ -1,6 +1,6 @@
 """`tickstock replay-server`: a local server speaking Polygon's stocks WebSocket protocol.
 
-It replays recorded data (reference/polygon.md §2, §7) to the unmodified polygon client:
+It replays recorded data (docs/polygon.md §2, §7) to the unmodified polygon client:
 
 - WebSocket at `ws://HOST:PORT/stocks`: the `connected` frame at once, `auth` expected within
   `auth_timeout_s` (else `auth_timeout` and close 1008), exactly one auth reply frame, one

@@ -9,7 +9,7 @@ Used by the replay server (`cluster/replay_server.py`). Two kinds of tape:
 - `FrameTape`: the project's own `*.jsonl[.gz]` recordings, replayed frame by frame,
   byte for byte, at their recorded pacing (`recv_ms`); recorded status frames are skipped.
 
-Trade fields (reference/polygon.md §2):
+Trade fields (docs/polygon.md §2):
 - `x`: Polygon exchange id from the SIP participant letter (`EXCHANGE_IDS`, Polygon's
   /v3/reference/exchanges): A=1 NYSE American, B=2 Nasdaq BX, C=3 NYSE National (NSX),
   D=4 FINRA TRF, I=6 ISE, J=7 Cboe EDGA, K=8 Cboe EDGX, M=9 NYSE Chicago (CHX), N=10 NYSE,

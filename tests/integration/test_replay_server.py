@@ -1,4 +1,4 @@
-"""The replay server speaks Polygon's stocks protocol over real sockets (polygon.md §2, §7).
+"""The replay server speaks Polygon's stocks protocol over real sockets (docs/polygon.md §2, §7).
 
 Protocol checks use a plain `websockets` client, so that what the server sends is seen
 frame by frame; the REST stub is checked through `PolygonRest` (the official RESTClient).

@@ -1,6 +1,6 @@
 """Frozen reference copy (before issue 6) of actors/surge.py (see tests/reference).
 
-Surge detection on per-second bars (tickstock-behaviour.md §1, Surge).
+Surge detection on per-second bars (docs/behaviour.md §1, Surge).
 
 Per ticker, a bar is sampled at most once per period interval; the last sampled bars form a
 short buffer. A surge is a price move from the baseline (the newest sampled point at least one

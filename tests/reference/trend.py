@@ -1,6 +1,6 @@
 """Frozen reference copy (before issue 6) of actors/trend.py (see tests/reference).
 
-Trend detection over per-second bars (tickstock-behaviour.md §1, Trend).
+Trend detection over per-second bars (docs/behaviour.md §1, Trend).
 
 Each bar adds one point (time, close, session VWAP, volume) to the ticker's history. Three
 windows (180/360/600 s) are scored from recency-weighted price steps, the position against the

@@ -1,4 +1,4 @@
-"""Unit tests are pure: no Ray, no servers (STYLE §11)."""
+"""Unit tests are pure: no Ray, no servers (docs/style.md §11)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Frozen copy (before the issue-6 many-ticker work) of actors/highlow.py.
 
-Session high/low detection (DESIGN §5; behaviour §1, with its listed bugs fixed).
+Session high/low detection (DESIGN §5; docs/behaviour.md §1, with its listed bugs fixed).
 
 Per ticker and market session, on trades whose effective flags include FLAG_HIGH_LOW:
 

@@ -1,4 +1,4 @@
-"""Sale conditions -> eligibility flags (reference/trade-conditions.md §2-5)."""
+"""Sale conditions -> eligibility flags (docs/trade-conditions.md §2-5)."""
 
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ def test_algoseek_bits(
 
 
 def test_algoseek_sample_shares(real_data_dir: Path) -> None:
-    """§5: nearly every regular-session print may move high/low; extended ones only once
-    Form T is relaxed for the session."""
+    """docs/trade-conditions.md §5: nearly every regular-session print may move high/low;
+    extended ones only once Form T is relaxed for the session."""
     path = real_data_dir / "algoseek_lean/tick/ibm/20131010_ibm_Trade_Tick.csv.gz"
     df = pd.read_csv(path, header=None, names=["t", "p", "s", "x", "c", "susp"],
                      dtype={"c": str})
