@@ -171,6 +171,7 @@ class BarBatch:
         return BarBatch(sym, start, end, o, h, low, c, v, vw, seq, _concat_valid(items))
 
 
+Batch = TradeBatch | BarBatch  # what sources hand over and shards take
 _BAR_COLUMNS = tuple(f for f in BarBatch.__slots__ if f != "valid")
 
 

@@ -2,12 +2,15 @@
 
 Pure (no Ray, no wall clock). For every trade batch:
 
-1. validate (`actors/validation.py`; rejected rows counted by reason);
+1. validate (`actors/detection/validation.py`: duplicates, then the value rules only if the
+   batch carries no verdict yet, then per-ticker order and jumps; counted by reason);
 2. order the rows by ticker once (stable, so each ticker keeps its arrival order; tickers in
-   sorted order) and split them by market session (event time);
+   sorted order) and split them by market session (event time), computed once per batch and
+   reported as `sessions` for the shard's output;
 3. per session, for all its tickers at once: HighLow on the effective flags (Form T resolved
    for the session), then the trades that may set the last price (`FLAG_LAST`, with their size
-   when `FLAG_VOLUME`) go to the per-second bar builder and the analytics;
+   when `FLAG_VOLUME`) go to the per-second bar builder and the analytics, which take the
+   validator's verdict as it is;
 4. bars that the engine watermark (max event time seen) has closed go to Surge and Trend.
 
 A live shard gets thousands of tickers with a few rows each per batch, so steps 2-3 never loop

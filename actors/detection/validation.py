@@ -64,7 +64,7 @@ class Validator:
         ok = self._fresh_seq(batch.seq)
         if batch.valid is not None:  # judged upstream, and counted there
             return ok & batch.valid
-        return check_trades(batch, self.rejected, among=ok)
+        return check_trades(batch, self.rejected, ok=ok)
 
     def accept_bars(self, batch: BarBatch) -> Mask:
         """Mask of bars that pass the row rules (seq, ticker, prices, volume, shape)."""
@@ -73,7 +73,7 @@ class Validator:
         ok = self._fresh_seq(batch.seq)
         if batch.valid is not None:
             return ok & batch.valid
-        return check_bars(batch, self.rejected, among=ok)
+        return check_bars(batch, self.rejected, ok=ok)
 
     def _fresh_seq(self, seq: I64) -> Mask:
         """Rows whose seq exceeds the last seen one and every earlier seq in the batch."""

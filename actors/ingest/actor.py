@@ -5,8 +5,9 @@ the shard and universe actors in handles). Three tasks share the actor's event l
 
 - produce: the source's batches, as the source made them, into the inbox (bounded by rows; a
   full inbox blocks the source, which is the backpressure that reaches a live feed);
-- consume: everything in the inbox at once, through the engine (judge, number, route), then
-  the lanes that are due are shipped to their shards;
+- consume: what the inbox gathered (a batch's worth of rows, or what arrived within
+  `batch_max_ms`), through the engine (judge, number, route), then the lanes that are due
+  are shipped to their shards;
 - follow the subscription set: one long poll on the universe coordinator; each new set goes
   to the engine (what is routed) and to the source (what a live feed subscribes to).
 
@@ -27,8 +28,9 @@ from typing import Any, Protocol
 from actors import UniverseUnavailable
 from actors.ingest.engine import PENDING_POLL_S, IngestEngine, ShardLink, join_runs
 from actors.ingest.inbox import Inbox
-from actors.sources.base import Batch, Source
+from actors.sources.base import Source
 from config.settings import Settings
+from schemas.batches import Batch
 
 log = logging.getLogger(__name__)
 SUBSCRIPTION_WAIT_S = 30.0  # the long poll returns at least this often, changed or not
@@ -56,7 +58,10 @@ class IngestActor:
         self._settings = settings
         self._engine = IngestEngine(settings, shards)
         self._universe = universe
-        self._inbox: Inbox[Batch] = Inbox(settings.ingest.inbox_max_rows)
+        cfg = settings.ingest
+        self._inbox: Inbox[Batch] = Inbox(
+            cfg.inbox_max_rows, min_rows=cfg.batch_max_rows, max_wait_s=cfg.batch_max_ms / 1000
+        )
         self._source: Source | None = source
         self._state = "created"
         self._error = ""
@@ -124,12 +129,12 @@ class IngestActor:
         while True:
             # Rows held for a busy shard go out as soon as it acks: look again soon.
             timeout = min(wait_s, PENDING_POLL_S) if self._engine.has_pending() else wait_s
-            items = await self._inbox.take(timeout)
-            if items is None:
+            taken = await self._inbox.take(timeout)
+            if taken is None:
                 break
             before = self._engine.rows_in
-            for batch in join_runs(items):
-                await self._engine.accept(batch)
+            for batch in join_runs(taken.items):
+                await self._engine.accept(batch, arrived=taken.arrived)
             self._rate.add(self._engine.rows_in - before)
             await self._engine.flush_due()
         await self._engine.finish()

@@ -8,13 +8,14 @@ For every source batch, in arrival order:
    append each shard's rows (`shard = crc32(ticker) % N`) to that shard's lane, with the
    verdict (`valid`) that the shard, its bars and its analytics then trust;
 3. ship a lane as one columnar batch when it holds `batch_max_rows`, or when its oldest row
-   has waited `batch_max_ms` and the shard has a free in-flight slot. While a shard is busy
-   (all `max_inflight_per_shard` batches unacknowledged) its rows keep collecting up to
-   `batch_max_rows`, so batches grow with the load.
+   has waited `batch_max_ms` since it reached the ingest and the shard has a free in-flight
+   slot. While a shard is busy (all `max_inflight_per_shard` batches unacknowledged) its rows
+   keep collecting up to `batch_max_rows`, so batches grow with the load.
 
-Lanes are the one place where rows are coalesced: sources hand over what they decoded, as
-they decoded it (the actor takes whatever they handed over since its last turn in one go).
-No Ray call per tick.
+The ingest is the one place where rows are coalesced, on one clock: sources hand over what
+they decoded, as they decoded it; the actor's inbox gathers them until a batch's worth or
+`batch_max_ms` from the oldest row's arrival, and the lanes count their wait from that same
+arrival. No Ray call per tick.
 
 Error policy: bad rows are dropped with a counted reason; a shard that fails (the handle
 raises `ShardUnavailable`) is waited for, asked for the last ingest `seq` its restored
@@ -40,10 +41,9 @@ from actors import ShardUnavailable
 from actors.ingest.routing import shard_of
 from actors.market.validity import check_bars, check_trades
 from config.settings import Settings
-from schemas.batches import BarBatch, TradeBatch
+from schemas.batches import BarBatch, Batch, TradeBatch
 
 log = logging.getLogger(__name__)
-Batch = TradeBatch | BarBatch
 PENDING_POLL_S = 0.005  # how often held rows are offered to a busy shard again
 MAX_ROUTED_SYMBOLS = 200_000  # distinct symbols remembered for routing before starting over
 RESTART_POLL_S = 0.2  # how often a failed shard is asked whether it is back
@@ -155,8 +155,9 @@ class IngestEngine:
 
     # -- lanes and sending -------------------------------------------------------------------
 
-    async def accept(self, batch: Batch) -> None:
-        """Judge, number and route one source batch; ship full lanes."""
+    async def accept(self, batch: Batch, arrived: float | None = None) -> None:
+        """Judge, number and route one source batch; ship full lanes. `arrived`: when its
+        oldest row reached the ingest (monotonic s; default now), where a lane's wait starts."""
         self.rows_in += len(batch)
         idx = self._route(batch.sym)
         keep = self._judge(batch, idx)
@@ -167,7 +168,7 @@ class IngestEngine:
         batch = self._sequence(batch)
         times = batch.t if isinstance(batch, TradeBatch) else batch.end
         self.last_event_ms = max(self.last_event_ms, int(times.max()))
-        now = time.monotonic()
+        now = time.monotonic() if arrived is None else arrived
         for k in np.unique(idx).tolist():
             part = batch.take(idx == k) if len(self._lanes) > 1 else batch
             lane = self._lanes[k]

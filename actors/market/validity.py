@@ -32,13 +32,14 @@ Mask = npt.NDArray[np.bool_]
 
 def check_trades(
     batch: TradeBatch, counts: Counter[str], *, max_price: float = math.inf,
-    among: Mask | None = None,
+    ok: Mask | None = None,
 ) -> Mask:
     """The rows of `batch` that pass every trade rule; failures are added to `counts`.
 
-    `among` limits the judgement to those rows (the others are neither passed nor counted).
+    `ok`: the rows to judge (the others are neither passed nor counted), narrowed in place
+    and returned; by default every row.
     """
-    ok = np.ones(len(batch), dtype=bool) if among is None else among.copy()
+    ok = np.ones(len(batch), dtype=bool) if ok is None else ok
     _reject(ok, batch.sym == "", "bad_ticker", counts)
     _reject(ok, ~_good_prices(batch.p, max_price), "bad_price", counts)
     s = batch.s
@@ -49,10 +50,11 @@ def check_trades(
 
 def check_bars(
     batch: BarBatch, counts: Counter[str], *, max_price: float = math.inf,
-    among: Mask | None = None,
+    ok: Mask | None = None,
 ) -> Mask:
-    """The bars of `batch` that pass every bar rule; failures are added to `counts`."""
-    ok = np.ones(len(batch), dtype=bool) if among is None else among.copy()
+    """The bars of `batch` that pass every bar rule; failures are added to `counts` (`ok` as
+    for `check_trades`)."""
+    ok = np.ones(len(batch), dtype=bool) if ok is None else ok
     _reject(ok, batch.sym == "", "bad_ticker", counts)
     prices = (batch.o, batch.h, batch.l, batch.c)
     good = np.logical_and.reduce([_good_prices(p, max_price) for p in prices])

@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
-from schemas.batches import BarBatch, TradeBatch
-
-Batch = TradeBatch | BarBatch
+from schemas.batches import Batch
 
 
 class Source(Protocol):

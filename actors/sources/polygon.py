@@ -22,10 +22,9 @@ from actors.polygon.decode import FrameDecoder
 from actors.polygon.feed import PolygonFeed
 from actors.polygon.rest import PolygonRest, PolygonRestError
 from config.settings import Settings
-from schemas.batches import BarBatch, TradeBatch
+from schemas.batches import Batch
 
 log = logging.getLogger(__name__)
-Batch = TradeBatch | BarBatch
 
 
 class PolygonSource:

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from actors.sources.base import Batch
 from actors.sources.readers import ReadStats, read_file
-from schemas.batches import BarBatch, TradeBatch
+from schemas.batches import BarBatch, Batch, TradeBatch
 
 
 def _batch_time(batch: Batch) -> np.ndarray:

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 
 from actors.market.sessions import ET, last_session_open
-from actors.sources.base import Batch
 from config.settings import IngestConfig
-from schemas.batches import TradeBatch
+from schemas.batches import Batch, TradeBatch
 
 
 class SyntheticSource:

@@ -40,12 +40,14 @@ def test_a_row_is_counted_once_under_its_first_failing_rule() -> None:
     assert counts == {"bad_ticker": 1, "bad_price": 1}
 
 
-def test_no_price_limit_by_default_and_among_limits_the_judgement() -> None:
+def test_no_price_limit_by_default_and_ok_limits_the_judgement() -> None:
     counts: Counter[str] = Counter()
     batch = trades([("A", 2e9, 1.0), ("A", -1.0, 1.0), ("A", -2.0, 1.0)])
-    ok = check_trades(batch, counts, among=np.array([True, True, False]))
+    given = np.array([True, True, False])
+    ok = check_trades(batch, counts, ok=given)
     assert ok.tolist() == [True, False, False]
-    assert counts == {"bad_price": 1}  # the row outside `among` is not counted
+    assert ok is given  # narrowed in place
+    assert counts == {"bad_price": 1}  # the row outside `ok` is not counted
 
 
 def test_bar_rules() -> None:
