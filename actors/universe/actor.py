@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import Any
 
 from actors.universe.registry import UniverseRegistry
@@ -52,8 +53,9 @@ class UniverseCoordinatorActor:
     async def next_subscription_set(self, after: int, timeout_s: float) -> tuple[int, list[str]]:
         """The subscription set as soon as its version is not `after` (at most `timeout_s`)."""
         if self._version == after:
+            wait = min(max(timeout_s, 0.0), MAX_WAIT_S) if math.isfinite(timeout_s) else 0.0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(max(timeout_s, 0.0), MAX_WAIT_S))
+                await asyncio.wait_for(self._changed.wait(), wait)
         return await self.subscription_set()
 
     def _bump(self) -> None:

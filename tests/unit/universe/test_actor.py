@@ -35,3 +35,10 @@ async def test_an_unchanged_set_is_answered_at_the_timeout() -> None:
     c = coordinator()
     version, tickers = await c.subscription_set()
     assert await c.next_subscription_set(version, 0.02) == (version, tickers)
+
+
+async def test_a_bad_timeout_is_clamped_not_raised() -> None:
+    c = coordinator()
+    version, tickers = await c.subscription_set()
+    assert await c.next_subscription_set(version, -5.0) == (version, tickers)
+    assert await c.next_subscription_set(version, float("nan")) == (version, tickers)
