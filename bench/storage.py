@@ -1,7 +1,7 @@
 """`tickstock bench storage`: event rows written per second through the persistence path.
 
 Measured: `PersistenceActor.put_events` (validation, conversion) + bulk writes into the real,
-indexed `event_history` table (PostgreSQL: COPY; see `actors/bulk_writer.py`).
+indexed `event_history` table (PostgreSQL: COPY; see `storage/bulk.py`).
 Ceiling, same run, same rows and batch size: raw asyncpg COPY into a bare unindexed temp table
 (SQLite: executemany into an unindexed table). Runs in a scratch database that is dropped after.
 """

@@ -1,6 +1,6 @@
-"""Alembic environment: runs on a connection handed in by `actors.database`, or opens one.
+"""Alembic environment: runs on a connection handed in by `storage.database`, or opens one.
 
-`actors.database.upgrade()` passes a live (sync-facing) connection in
+`storage.database.upgrade()` passes a live (sync-facing) connection in
 `config.attributes["connection"]`, so migrations run inside the caller's event loop. Started by
 the `alembic` command line instead, it builds an async engine from `sqlalchemy.url`.
 """

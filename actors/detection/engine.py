@@ -16,7 +16,7 @@ Pure (no Ray, no wall clock). For every trade batch:
 A live shard gets thousands of tickers with a few rows each per batch, so steps 2-3 never loop
 over tickers in Python: the detectors keep per-ticker state in arrays indexed by the ids of one
 `TickerTable` and work on the whole batch with segment-wise numpy operations
-(`actors/ticker_table.py`); Python loops only over rows that fire.
+(`actors/detection/ticker_table.py`); Python loops only over rows that fire.
 
 A batch spanning more event time than half the bar builder's capacity is processed in time
 slices, draining bars after each. Volume-only prints (odd lots) do not reach the bar builder,

@@ -20,7 +20,7 @@ min(|pct|·10, 50) + min(rel_volume·25, 50), rel_volume = size / mean of the la
 `HighLowDetector` keeps every ticker's state in numpy arrays indexed by `TickerTable` id and
 processes a batch's rows of all tickers at once (`process_groups`): segment-wise running
 max/min find the candidate rows, a vectorised tier gate filters them, and Python loops only
-over the few that pass, for the cooldown. `HighLowReference` (`actors/highlow_rules.py`) is
+over the few that pass, for the cooldown. `HighLowReference` (`highlow_rules.py`) is
 the plain per-trade statement of the same rules, used by the property tests.
 """
 

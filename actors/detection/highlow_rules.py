@@ -1,4 +1,4 @@
-"""The HighLow rules stated per trade (see `actors/highlow.py`), and what both paths share.
+"""The HighLow rules stated per trade (see `highlow.py` beside it), and what both paths share.
 
 `HighLowRules` holds what the rules derive from the configuration (price tiers, cooldown,
 reversal windows) and builds events; `HighLowReference` applies the rules one trade at a time

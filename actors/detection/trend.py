@@ -100,7 +100,7 @@ class WindowTerms:
 class TrendDetector(BarDetector[TrendPeriod, _TickerState]):
     """Find trends in the per-second bars of many tickers (pure; clock = bar time).
 
-    Each bar is scored from running window sums (`actors/trend_windows.py`), O(1) per bar.
+    Each bar is scored from running window sums (`actors/detection/trend_windows.py`), O(1) per bar.
     They are rounded differently from the exact numpy formulation (`score`, `window_score`),
     so when a comparison that decides anything (volatility class, retracement, direction,
     strength, the best window) is within `_TOL` of its threshold, the bar is re-scored

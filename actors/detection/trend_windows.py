@@ -1,4 +1,4 @@
-"""Running window sums over one ticker's points: the O(1)-per-bar side of `actors/trend.py`.
+"""Running window sums over one ticker's points: the O(1)-per-bar side of `trend.py` beside it.
 
 A `PointLog` keeps a session's points (time, close, session VWAP, volume) in plain lists, with
 the per-point terms Trend scores: the relative VWAP position `close / vwap - 1` and, for the

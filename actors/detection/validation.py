@@ -89,13 +89,6 @@ class Validator:
             self.rejected["duplicate"] += dup
         return ok
 
-    def _reject(self, ok: Mask, bad: Mask, reason: str) -> None:
-        hit = bad & ok
-        count = int(np.count_nonzero(hit))
-        if count:
-            self.rejected[reason] += count
-            ok &= ~hit
-
     # -- ticker rules (each ticker's rows, in arrival order) ---------------------------
 
     def accept_ticker(self, ticker: str, t: I64, p: F64) -> Mask:

@@ -4,7 +4,7 @@ Each line of the output is `{"recv_ms": <int Unix ms>, "frame": "<raw frame text
 `.gz` name is gzip-compressed. Frames come from `PolygonFeed` (so recording survives drops
 like ingest does) from any host: Polygon itself or a local replay server. Recordings replay
 through `tickstock replay-server` (frame by frame, byte for byte) and through
-`actors.readers.read_file` (`--source replay`).
+`actors.sources.readers.read_file` (`--source replay`).
 """
 
 from __future__ import annotations

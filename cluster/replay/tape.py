@@ -1,6 +1,6 @@
 """Recorded data -> time-ordered Polygon stocks events, grouped into frames (`Tick`s).
 
-Used by the replay server (`cluster/replay_server.py`). Two kinds of tape:
+Used by the replay server (`cluster/replay/server.py`). Two kinds of tape:
 
 - `EventTape`: CSV recordings (LOBSTER, AlgoSeek trade ticks, Lean minute bars, Alpha
   Vantage minute bars) turned into `T` events with realistic fields, plus `A` (per-second)
