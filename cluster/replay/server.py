@@ -682,6 +682,10 @@ class ReplayServer:
             if not acct.subscribed:
                 continue
             conn = acct.live
+            if conn is not None and conn.writer is None:
+                # A reconnect between its auth and its subscribe: the key misses this tick,
+                # counted under the account's last subscription.
+                conn = None
             sub = conn.sub if conn is not None else acct.subs
             if tick.parts:
                 parts, trades, whole = sub.select(tick)

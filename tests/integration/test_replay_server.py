@@ -169,6 +169,32 @@ async def test_one_live_connection_per_key(real_data_dir: Path):
         await first.close()
 
 
+async def test_trades_before_a_reconnect_subscribes_count_as_missed(real_data_dir: Path):
+    """Between a reconnect's auth and its subscribe the key's trades are missed, not unseen:
+    emitted = sent + missed holds for every trade of the tape (the feed tests rely on it)."""
+    tape = open_tape([real_data_dir / AAPL], max_trades=2000)
+    span_s = (tape.last_t - tape.first_t) / 1000
+    server = ReplayServer([], port=0, speed=span_s / 2.0, tape=tape)
+    async with running(server):
+        first = await login(server)
+        await recv_json(first)
+        await subscribe(first, "T.AAPL")
+        received = len(await recv_json(first))  # the tape is running: leave part-way
+        await first.close()
+        second = await login(server)
+        await recv_json(second)
+        await asyncio.sleep(0.4)  # authenticated, not subscribed: the tape runs on
+        await subscribe(second, "T.AAPL")
+        await eventually(server.finished.is_set, timeout=20)
+        received += sum(len(f) for f in await collect(second, 0.3))
+        await second.close()
+    account = server.account(KEY)
+    assert account.trades_emitted == 2000
+    assert account.trades_sent == received
+    assert account.trades_sent + account.trades_missed == 2000
+    assert account.trades_missed > 0
+
+
 async def test_speed_zero_backpressure_keeps_memory_bounded(real_data_dir: Path):
     server = ReplayServer([real_data_dir / SPY], port=0, speed=0, max_trades=100_000)
     async with running(server):
