@@ -179,18 +179,19 @@ async def test_trades_before_a_reconnect_subscribes_count_as_missed(real_data_di
         first = await login(server)
         await recv_json(first)
         await subscribe(first, "T.AAPL")
-        received = len(await recv_json(first))  # the tape is running: leave part-way
+        assert await recv_json(first)  # the tape is running: leave part-way
         await first.close()
         second = await login(server)
         await recv_json(second)
         await asyncio.sleep(0.4)  # authenticated, not subscribed: the tape runs on
         await subscribe(second, "T.AAPL")
         await eventually(server.finished.is_set, timeout=20)
-        received += sum(len(f) for f in await collect(second, 0.3))
+        assert sum(len(f) for f in await collect(second, 0.3)) > 0
         await second.close()
     account = server.account(KEY)
+    # (What the first connection was sent but did not read before it closed is unknowable
+    # here, so the trades sent are not compared with the trades read.)
     assert account.trades_emitted == 2000
-    assert account.trades_sent == received
     assert account.trades_sent + account.trades_missed == 2000
     assert account.trades_missed > 0
 
