@@ -518,11 +518,12 @@ class ReplayServer:
         conn.closing = True
         self._conns.discard(conn)
         acct = self.accounts.get(conn.key) if conn.key else None
-        if acct is not None and acct.live is conn:
-            acct.live = None
-            acct.subs = conn.sub.copy()
-            for _, _, trades in conn.pending:
+        if acct is not None:
+            for _, _, trades in conn.pending:  # queued for this connection, never sent
                 acct.trades_missed += trades
+            if acct.live is conn:
+                acct.live = None
+                acct.subs = conn.sub.copy()
         conn.pending.clear()
         conn.drained.set()
         conn.wakeup.set()
@@ -584,7 +585,11 @@ class ReplayServer:
         if asyncio.get_running_loop().time() < conn.stalled_until:
             acct.trades_missed += trades
             return
-        await conn.ws.send(raw, text=True)
+        try:
+            await conn.ws.send(raw, text=True)
+        except (ConnectionClosed, asyncio.CancelledError):
+            acct.trades_missed += trades  # taken from the queue, the connection gone: missed
+            raise
         conn.frames_sent += 1
         conn.events_sent += len(parts)
         conn.trades_sent += trades
