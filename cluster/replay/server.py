@@ -519,8 +519,7 @@ class ReplayServer:
         self._conns.discard(conn)
         acct = self.accounts.get(conn.key) if conn.key else None
         if acct is not None:
-            for _, _, trades in conn.pending:  # queued for this connection, never sent
-                acct.trades_missed += trades
+            self._miss_pending(conn, acct)
             if acct.live is conn:
                 acct.live = None
                 acct.subs = conn.sub.copy()
@@ -533,6 +532,13 @@ class ReplayServer:
             self.faults.appendleft(conn.fault)
             conn.fault = None
         self._update_reader()
+
+    @staticmethod
+    def _miss_pending(conn: Conn, acct: Account) -> None:
+        """What was queued for `conn` and will never be sent: missed by its account."""
+        for _, _, trades in conn.pending:
+            acct.trades_missed += trades
+        conn.pending.clear()
 
     def _update_reader(self) -> None:
         """Speed 0 replays only while some client is there to read."""
@@ -615,9 +621,7 @@ class ReplayServer:
         """Stop sending, let the client read what it was sent, then close or reset."""
         conn.closing = True
         self._update_reader()
-        for _, _, trades in conn.pending:
-            acct.trades_missed += trades
-        conn.pending.clear()
+        self._miss_pending(conn, acct)
         conn.drained.set()
         conn.close_reason = f"fault {code}"
         await self._settle(conn)

@@ -42,6 +42,13 @@ async def running(server: ReplayServer) -> AsyncIterator[ReplayServer]:
         await server.stop()
 
 
+def paced(data: Path, trades: int, seconds: float) -> ReplayServer:
+    """A server replaying the first `trades` AAPL trades in about `seconds` of wall time."""
+    tape = open_tape([data / AAPL], max_trades=trades)
+    span_s = (tape.last_t - tape.first_t) / 1000
+    return ReplayServer([], port=0, speed=span_s / seconds, tape=tape)
+
+
 async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> list[dict]:
     return msgspec.json.decode(await asyncio.wait_for(ws.recv(), timeout))
 
@@ -172,9 +179,7 @@ async def test_one_live_connection_per_key(real_data_dir: Path):
 async def test_trades_before_a_reconnect_subscribes_count_as_missed(real_data_dir: Path):
     """Between a reconnect's auth and its subscribe the key's trades are missed, not unseen:
     emitted = sent + missed holds for every trade of the tape (the feed tests rely on it)."""
-    tape = open_tape([real_data_dir / AAPL], max_trades=2000)
-    span_s = (tape.last_t - tape.first_t) / 1000
-    server = ReplayServer([], port=0, speed=span_s / 2.0, tape=tape)
+    server = paced(real_data_dir, 2000, seconds=2.0)
     async with running(server):
         first = await login(server)
         await recv_json(first)
@@ -226,9 +231,7 @@ async def test_speed_zero_backpressure_keeps_memory_bounded(real_data_dir: Path)
 
 
 async def test_paced_replay_is_not_faster_than_event_time(real_data_dir: Path):
-    tape = open_tape([real_data_dir / AAPL], max_trades=2000)
-    span_s = (tape.last_t - tape.first_t) / 1000
-    server = ReplayServer([], port=0, speed=span_s / 0.6, tape=tape)
+    server = paced(real_data_dir, 2000, seconds=0.6)
     async with running(server):
         ws = await login(server)
         await recv_json(ws)
